@@ -1,0 +1,244 @@
+"""The `hgq` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import click
+
+from shared.errors import HgqError, PlanError
+from shared.run_models import RequestCreate, RunEvent, RunPublic
+from shared.settings import ALL_QUEUES, LLM_QUEUE, POOLS, get_settings
+
+
+def _err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@click.group()
+def main() -> None:
+    """hgq: HuggingGPT on Celery and Redis."""
+
+
+# --- ask -------------------------------------------------------------------------------------
+@main.command()
+@click.argument("request")
+@click.option("--file", "files", multiple=True, type=click.Path(path_type=Path), help="image or audio to upload")
+@click.option("--plan", "plan_file", type=click.Path(path_type=Path), help="run this plan (JSON), skip planning")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object with the whole run")
+@click.option("--id", "request_id", default=None, help="caller-supplied request id (idempotent)")
+@click.option("--timeout", default=900.0, show_default=True, help="seconds to wait for the answer")
+def ask(request: str, files: tuple[Path, ...], plan_file: Path | None, as_json: bool, request_id: str | None,
+        timeout: float) -> None:
+    """Run REQUEST through plan -> select -> execute -> respond and print the answer."""
+    from planner_service.client import HgqClient
+    from planner_service.stack import Stack, stack_running
+    from shared.plan import parse_plan_json
+
+    settings = get_settings()
+    try:
+        plan = parse_plan_json(plan_file.read_text()) if plan_file else None
+    except OSError as exc:
+        _err(f"error: cannot read plan file: {exc}")
+        sys.exit(2)
+    except PlanError as exc:
+        _err(f"error: {exc}")
+        sys.exit(2)
+    say = (lambda _m: None) if as_json else _err
+    stack = Stack(settings, say=lambda m: say(f"[stack] {m}"), log_dir=settings.home / "logs")
+    try:
+        if not stack_running(settings):
+            say("no running stack found: starting an embedded one for this call (hgq up runs one for good)")
+            stack.ensure_redis()
+            stack.ensure_llm()
+            stack.start_workers()
+        settings = stack.settings
+        from workers.app import create_app
+
+        client = HgqClient(settings, create_app(settings))
+        uploads = client.uploads_for(list(files))
+        run_id = client.submit(RequestCreate(text=request, uploads=uploads, plan=plan, request_id=request_id))
+        say(f"request {run_id} accepted")
+        run = _wait(client, run_id, timeout, show=not as_json)
+        view = client.view(run_id, artifact_dir=settings.output_dir)
+    except PlanError as exc:
+        _err(f"error: {exc}")
+        sys.exit(2)
+    except HgqError as exc:
+        _err(f"error: {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        sys.exit(130)
+    finally:
+        stack.stop()
+    _print_view(view, as_json)
+    sys.exit(0 if run.status == "succeeded" else 1)
+
+
+def _wait(client: object, run_id: str, timeout: float, show: bool) -> RunPublic:
+    from planner_service.client import HgqClient
+
+    assert isinstance(client, HgqClient)
+    deadline = time.monotonic() + timeout
+    names: dict[int, str] = {}
+    try:
+        for ev in client.follow(run_id):
+            if show:
+                _show_event(ev, names)
+            if time.monotonic() > deadline:
+                _err(f"timed out after {timeout:.0f}s: cancelling {run_id}")
+                client.cancel(run_id)
+                deadline = float("inf")
+    except KeyboardInterrupt:
+        _err(f"cancelling {run_id}")
+        client.cancel(run_id)
+        raise
+    return client.view(run_id)
+
+
+def _show_event(ev: RunEvent, names: dict[int, str]) -> None:
+    stamp = time.strftime("%H:%M:%S", time.localtime(float(ev.data.get("ts", time.time()))))
+    if ev.type == "planned":
+        plan = ev.data.get("plan", [])
+        for t in plan:
+            names[int(t["id"])] = t["task"]
+        _err(f"{stamp} planned {len(plan)} task(s)")
+        for t in plan:
+            _err(f"         [{t['id']}] {t['task']} <- {t['dep']} model={t.get('model')}")
+    elif ev.type == "task":
+        node = int(ev.data["node"])
+        status = ev.data["status"]
+        extra = ""
+        if status == "running":
+            extra = f" on {ev.data.get('worker')} (attempt {ev.data.get('attempt')})"
+        elif ev.data.get("error"):
+            extra = f": {ev.data['error']}"
+        _err(f"{stamp} [{node}] {names.get(node, '')} {status}{extra}")
+    elif ev.type in ("planning", "done"):
+        _err(f"{stamp} {ev.type} {ev.data.get('status', '')}".rstrip())
+
+
+def _print_view(view: RunPublic, as_json: bool) -> None:
+    if as_json:
+        click.echo(view.model_dump_json(indent=2))
+        return
+    click.echo("")
+    for task_id, task in view.tasks.items():
+        took = f"{task.finished_at - task.started_at:.2f}s" if task.started_at and task.finished_at else "-"
+        click.echo(f"  [{task_id}] {task.task:<30} {task.status:<10} {took:>7}  {task.model or ''}")
+    for art in view.artifacts:
+        click.echo(f"  file from task {art.task}: {art.path} ({art.mime})")
+    click.echo("")
+    click.echo(view.response or view.error or "(no answer)")
+
+
+# --- cancel / show ------------------------------------------------------------------------------
+@main.command()
+@click.argument("request_id")
+def cancel(request_id: str) -> None:
+    """Cancel a run: queued tasks are revoked and nothing new starts."""
+    from planner_service.client import HgqClient
+    from workers.app import create_app
+
+    settings = get_settings()
+    try:
+        revoked = HgqClient(settings, create_app(settings)).cancel(request_id)
+    except HgqError as exc:
+        _err(f"error: {exc}")
+        sys.exit(1)
+    click.echo(f"cancelled {request_id} ({len(revoked)} queued task(s) revoked)")
+
+
+@main.command()
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True)
+def show(request_id: str, as_json: bool) -> None:
+    """Show a run's state and answer."""
+    from planner_service.client import HgqClient
+    from workers.app import create_app
+
+    settings = get_settings()
+    try:
+        view = HgqClient(settings, create_app(settings)).view(request_id)
+    except HgqError as exc:
+        _err(f"error: {exc}")
+        sys.exit(1)
+    _print_view(view, as_json)
+
+
+# --- worker / up ------------------------------------------------------------------------------------
+@main.command()
+@click.argument("pool", type=click.Choice(ALL_QUEUES))
+@click.option("--concurrency", "-c", type=int, default=None, help="processes (threads for the llm pool)")
+@click.option("--pool-impl", type=click.Choice(["prefork", "threads", "solo"]), default=None)
+@click.option("--loglevel", default="INFO")
+def worker(pool: str, concurrency: int | None, pool_impl: str | None, loglevel: str) -> None:
+    """Run a Celery worker for one pool's queue (text, vision, audio, or llm)."""
+    os.environ["HGQ_WORKER_POOL"] = pool
+    from workers.app import app
+
+    settings = get_settings()
+    impl = pool_impl or ("threads" if pool == LLM_QUEUE else "prefork")
+    conc = concurrency or (8 if pool == LLM_QUEUE else settings.worker_concurrency)
+    name = f"{pool}-{uuid.uuid4().hex[:6]}@%h"
+    app.worker_main(["worker", "-Q", pool, "-n", name, "--pool", impl, "-c", str(conc), "-E",
+                     "--loglevel", loglevel, "--without-mingle", "--without-gossip"])
+
+
+@main.command()
+@click.option("--no-flower", is_flag=True)
+def up(no_flower: bool) -> None:
+    """Run the whole local stack in the foreground; Ctrl-C stops what it started."""
+    from planner_service.stack import Stack
+
+    settings = get_settings()
+    stack = Stack(settings, log_dir=settings.home / "logs")
+    try:
+        stack.ensure_redis()
+        stack.ensure_llm()
+        stack.start_workers()
+        if not no_flower:
+            stack.start_flower()
+        _err(f"hgq is up (logs in {settings.home / 'logs'}); Ctrl-C stops it")
+        while all(p.poll() is None for _, p in stack.procs):
+            time.sleep(0.5)
+        dead = [name for name, p in stack.procs if p.poll() is not None]
+        _err(f"stopping: {', '.join(dead)} exited")
+    except KeyboardInterrupt:
+        _err("stopping")
+    except HgqError as exc:
+        _err(f"error: {exc}")
+        sys.exit(1)
+    finally:
+        stack.stop()
+
+
+@main.command()
+def status() -> None:
+    """Workers per pool, queue lengths, runs in flight."""
+    from shared.redis_conn import text_redis
+    from shared.registry import live_workers
+
+    settings = get_settings()
+    client = text_redis(settings.redis_url)
+    try:
+        workers = live_workers(client, settings.key_prefix)
+        lengths = {q: client.llen(q) for q in ALL_QUEUES}
+    except Exception as exc:  # noqa: BLE001
+        _err(f"error: Redis at {settings.redis_url} is not reachable: {exc}")
+        sys.exit(1)
+    for q in ALL_QUEUES:
+        ws = [w for w in workers if w.pool == q]
+        kinds = sorted({m.task for w in ws for m in w.models})
+        click.echo(f"{q:<7} workers={len(ws)} queued={lengths[q]} tasks={','.join(kinds) or '-'}")
+
+
+if __name__ == "__main__":
+    main()
+
+__all__ = ["main", "POOLS"]

@@ -1,0 +1,140 @@
+"""Client side of hgq: upload files, submit requests, follow, cancel and read runs.
+
+Used by the CLI and (later) the HTTP API. Planning and execution happen on the queues; the
+client only writes the request and publishes the plan stage.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from celery import Celery
+
+from shared.artifacts import ArtifactStore, extension
+from shared.errors import ArtifactError, HgqError
+from shared.keys import node_task_id
+from shared.outputs import ArtifactRef, MediaKind
+from shared.plan import validate_plan
+from shared.redis_conn import bytes_redis, text_redis
+from shared.run_models import ArtifactPublic, RequestCreate, RunEvent, RunPublic, TaskPublic
+from shared.run_store import RunStore
+from shared.settings import Settings
+from workers.dispatch import publish_plan, publish_respond
+
+
+def sniff_media(data: bytes, name: str) -> tuple[str, MediaKind]:
+    """MIME type from the content (magic bytes), not the name."""
+    head = data[:16]
+    if head.startswith(b"\x89PNG"):
+        return "image/png", "image"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg", "image"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif", "image"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp", "image"
+    if head[:2] == b"BM":
+        return "image/bmp", "image"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio/wav", "audio"
+    if head[:4] == b"fLaC":
+        return "audio/flac", "audio"
+    if head[:4] == b"OggS":
+        return "audio/ogg", "audio"
+    if head[:3] == b"ID3" or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+        return "audio/mpeg", "audio"
+    guess = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    raise ArtifactError(f"{name}: unsupported file type (looks like {guess}); hgq takes images and audio")
+
+
+class HgqClient:
+    def __init__(self, settings: Settings, app: Celery):
+        self.settings = settings
+        self.app = app
+        self.artifacts = ArtifactStore(bytes_redis(settings.redis_url), settings.key_prefix, settings.artifact_ttl_s,
+                                       settings.max_artifact_bytes)
+
+    def run(self, run_id: str) -> RunStore:
+        s = self.settings
+        return RunStore(text_redis(s.redis_url), s.key_prefix, run_id, s.run_ttl_s)
+
+    def upload(self, path: Path) -> ArtifactRef:
+        if not path.is_file():
+            raise ArtifactError(f"{path}: no such file")
+        data = path.read_bytes()
+        mime, kind = sniff_media(data, path.name)
+        return self.artifacts.put(data, mime, kind, path.name)
+
+    def uploads_for(self, paths: list[Path]) -> dict[str, ArtifactRef]:
+        """Each file is known by its name and by the path the user gave."""
+        out: dict[str, ArtifactRef] = {}
+        for path in paths:
+            ref = self.upload(path)
+            out[path.name] = ref
+            out[str(path)] = ref
+        return out
+
+    def submit(self, request: RequestCreate) -> str:
+        """Accept a request (idempotent for a caller-supplied id). An explicit plan is checked
+        against the catalogue first: an invalid one raises PlanError and nothing is enqueued."""
+        if request.plan is not None:
+            validate_plan(request.plan, request.uploads)
+        run_id = request.request_id or uuid.uuid4().hex[:16]
+        if self.run(run_id).create(request.model_copy(update={"request_id": run_id})):
+            publish_plan(self.app, run_id)
+        return run_id
+
+    def follow(self, run_id: str) -> Iterator[RunEvent]:
+        return self.run(run_id).follow()
+
+    def cancel(self, run_id: str) -> list[int]:
+        """Cancel a run: queued nodes are revoked, nothing new starts, running nodes finish."""
+        run = self.run(run_id)
+        step = run.cancel()
+        if step.ready:
+            self.app.control.revoke([node_task_id(run_id, n) for n in step.ready])
+        if step.finalize:
+            publish_respond(self.app, run_id)
+        return step.ready
+
+    def view(self, run_id: str, artifact_dir: Path | None = None) -> RunPublic:
+        run = self.run(run_id)
+        meta = run.meta()
+        plan = run.plan()
+        states, outputs, infos, attempts = run.node_states(), run.outputs(), run.infos(), run.attempts()
+        tasks: dict[str, TaskPublic] = {}
+        artifacts: list[ArtifactPublic] = []
+        for node in plan.nodes if plan else []:
+            info = infos.get(node.id)
+            out = outputs.get(node.id)
+            tasks[str(node.id)] = TaskPublic(
+                id=node.id, task=node.task, status=states.get(node.id, "pending"),  # type: ignore[arg-type]
+                queue=info.queue if info else None, worker=info.worker if info else None, model=node.model,
+                started_at=info.started_at if info else None, finished_at=info.finished_at if info else None,
+                attempts=attempts.get(node.id, 0), output=out, error=info.error if info else None)
+            for ref in out.artifacts if out else []:
+                artifacts.append(ArtifactPublic(task=node.id, id=ref.id, kind=ref.kind, mime=ref.mime, size=ref.size,
+                                                path=self._save(ref, node.id, artifact_dir, run_id)))
+        return RunPublic(
+            request_id=run_id, status=meta.get("status", "accepted"), request=run.request().text,  # type: ignore[arg-type]
+            plan=[n.public() for n in plan.nodes] if plan else [], tasks=tasks, response=meta.get("response"),
+            error=meta.get("error"), artifacts=artifacts, usage=run.usage(),
+            selection=json.loads(meta.get("selection", "{}")),
+            created_at=float(meta["created_at"]) if "created_at" in meta else None,
+            finished_at=float(meta["finished_at"]) if "finished_at" in meta else None)
+
+    def _save(self, ref: ArtifactRef, node_id: int, artifact_dir: Path | None, run_id: str) -> str | None:
+        if artifact_dir is None:
+            return None
+        folder = artifact_dir / run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"task{node_id}-{ref.id[:12]}.{extension(ref.mime)}"
+        try:
+            path.write_bytes(self.artifacts.get(ref.id))
+        except HgqError:
+            return None
+        return str(path)

@@ -1,0 +1,104 @@
+"""Stage 1, task planning: the LLM turns a request into a validated DAG (one repair round)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from shared.catalog import TASK_TYPES
+from shared.errors import LLMError, PlanError
+from shared.outputs import ArtifactRef
+from shared.plan import ValidatedPlan, parse_plan_json, validate_plan
+from planner_service.llm import LLM
+
+PLAN_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {
+        "tasks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "task": {"type": "string"},
+                    "dep": {"type": "array", "items": {"type": "integer"}},
+                    "args": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+                "required": ["id", "task", "dep", "args"],
+            },
+        }
+    },
+    "required": ["tasks"],
+}
+
+_DEMOS: list[tuple[str, list[dict[str, object]]]] = [
+    ("Transcribe memo.wav, summarise it and read the summary aloud. [files: memo.wav (audio)]", [
+        {"id": 0, "task": "automatic-speech-recognition", "dep": [-1], "args": {"audio": "memo.wav"}},
+        {"id": 1, "task": "summarization", "dep": [0], "args": {"text": "<GENERATED>-0"}},
+        {"id": 2, "task": "text-to-speech", "dep": [1], "args": {"text": "<GENERATED>-1"}},
+    ]),
+    ("What text is written in a.png and in b.png? [files: a.png (image), b.png (image)]", [
+        {"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "a.png"}},
+        {"id": 1, "task": "image-to-text", "dep": [-1], "args": {"image": "b.png"}},
+    ]),
+    ("Is the review in scan.png positive? Also read it aloud. [files: scan.png (image)]", [
+        {"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "scan.png"}},
+        {"id": 1, "task": "text-classification", "dep": [0], "args": {"text": "<GENERATED>-0"}},
+        {"id": 2, "task": "text-to-speech", "dep": [0], "args": {"text": "<GENERATED>-0"}},
+    ]),
+    ("Hello! How are you today?", []),
+]
+
+
+def system_prompt(available: set[str]) -> str:
+    lines = [TASK_TYPES[name].line() for name in sorted(available) if name in TASK_TYPES]
+    return (
+        "You are the task planner of an AI system. Split the user's request into tasks that expert models run.\n"
+        "Answer with JSON only: {\"tasks\": [{\"id\": int, \"task\": str, \"dep\": [int], \"args\": {slot: str}}]}.\n"
+        "Rules:\n"
+        "- Use only these task types (name(input slots) -> output: purpose):\n  " + "\n  ".join(lines) + "\n"
+        "- ids start at 0. dep lists the ids whose outputs this task needs; [-1] when none.\n"
+        "- An arg is literal text, the name of an uploaded file, or \"<GENERATED>-N\" for the output of task N.\n"
+        "- Image and audio args must name an uploaded file or a <GENERATED>-N of a task that produces that kind.\n"
+        "- Plan only what the user asked for. If no task is needed (plain conversation), answer {\"tasks\": []}."
+    )
+
+
+def _user_message(text: str, uploads: Mapping[str, ArtifactRef]) -> str:
+    if not uploads:
+        return text
+    files = ", ".join(f"{name} ({ref.kind})" for name, ref in uploads.items() if "/" not in name)
+    return f"{text} [files: {files}]"
+
+
+def plan_messages(text: str, uploads: Mapping[str, ArtifactRef], available: set[str]) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": system_prompt(available)}]
+    for demo_request, demo_plan in _DEMOS:
+        if all(t["task"] in available for t in demo_plan):
+            messages.append({"role": "user", "content": demo_request})
+            messages.append({"role": "assistant", "content": json.dumps({"tasks": demo_plan})})
+    messages.append({"role": "user", "content": _user_message(text, uploads)})
+    return messages
+
+
+def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], available: set[str]) -> ValidatedPlan:
+    """Ask the LLM for a plan; on an invalid one, send the problems back once; then PlanError."""
+    messages = plan_messages(text, uploads, available)
+    problems: list[str] = []
+    for attempt in range(2):
+        try:
+            raw = llm.chat_json("plan", messages, PLAN_SCHEMA)
+            reply_text = json.dumps(raw)
+            return validate_plan(parse_plan_json(raw), uploads, available)
+        except LLMError as exc:
+            problems = [str(exc)]
+            reply_text = "(unparseable)"
+        except PlanError as exc:
+            problems = exc.problems
+        if attempt == 0:
+            messages += [
+                {"role": "assistant", "content": reply_text},
+                {"role": "user", "content": "That plan is invalid: " + "; ".join(problems)
+                 + ". Answer again with a corrected plan, JSON only."},
+            ]
+    raise PlanError([f"the planner produced an invalid plan twice: {'; '.join(problems)}"])

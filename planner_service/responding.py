@@ -1,0 +1,59 @@
+"""Stage 4, response: the LLM writes the answer from the results (failures included)."""
+
+from __future__ import annotations
+
+import json
+
+from shared.outputs import TaskOutput
+from shared.plan import ValidatedPlan
+from shared.run_models import NodeInfo
+from planner_service.llm import LLM
+
+MAX_TEXT_CHARS = 1500
+
+
+def describe_results(plan: ValidatedPlan, states: dict[int, str], outputs: dict[int, TaskOutput],
+                     infos: dict[int, NodeInfo]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for node in plan.nodes:
+        row: dict[str, object] = {"id": node.id, "task": node.task, "model": node.model,
+                                  "status": states.get(node.id, "?")}
+        out = outputs.get(node.id)
+        if out is not None:
+            text = out.as_text()
+            if text is not None:
+                row["text"] = text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS] + " [...]"
+            if out.artifacts:
+                row["files"] = [f"{a.kind} {a.id[:12]}.{a.mime.split('/')[-1]}" for a in out.artifacts]
+        error = infos.get(node.id, NodeInfo()).error
+        if row["status"] == "skipped":
+            failed_deps = [d for d in node.deps if states.get(d) in ("failed", "skipped")]
+            row["reason"] = f"not run because task(s) {failed_deps} failed"
+        elif error and row["status"] == "failed":
+            row["reason"] = error
+        rows.append(row)
+    return rows
+
+
+def fallback_answer(results: list[dict[str, object]], note: str) -> str:
+    """An answer without the LLM: every result and every failure, plainly."""
+    lines = [note]
+    for row in results:
+        detail = row.get("text") or row.get("reason") or ", ".join(row.get("files", []))  # type: ignore[arg-type]
+        lines.append(f"- task {row['id']} {row['task']} [{row['status']}]: {detail}")
+    return "\n".join(lines)
+
+
+def write_answer(llm: LLM, request: str, results: list[dict[str, object]]) -> str:
+    if not results:
+        messages = [{"role": "system", "content": "You are a helpful assistant."},
+                    {"role": "user", "content": request}]
+        return llm.chat("respond", messages)
+    messages = [
+        {"role": "system", "content": (
+            "You answer a user's request from the results of AI models that ran for it. Start with the direct "
+            "answer built from the results, then briefly the workflow (tasks, models). If any task failed or "
+            "was skipped, say so and why. Never invent results. Refer to generated files by their names.")},
+        {"role": "user", "content": f"Request: {request}\nResults: {json.dumps(results, ensure_ascii=False)}"},
+    ]
+    return llm.chat("respond", messages)

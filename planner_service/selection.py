@@ -1,0 +1,80 @@
+"""Stage 2, model selection: one candidate -> no LLM call; several -> ONE call for the whole plan."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ValidationError
+
+from shared.errors import LLMError
+from shared.plan import ValidatedPlan
+from shared.registry import ServedModel
+from planner_service.llm import LLM
+
+SELECT_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {"choices": {"type": "array", "items": {
+        "type": "object",
+        "properties": {"id": {"type": "integer"}, "model": {"type": "string"}, "reason": {"type": "string"}},
+        "required": ["id", "model", "reason"]}}},
+    "required": ["choices"],
+}
+
+
+class Choice(BaseModel):
+    id: int
+    model: str
+    reason: str = ""
+
+
+def rank(models: list[ServedModel]) -> list[ServedModel]:
+    """Local models first (no network, no cost), then by id for a stable order."""
+    return sorted(models, key=lambda m: (m.backend != "local", m.model_id))
+
+
+def select_models(llm: LLM | None, request: str, plan: ValidatedPlan,
+                  candidates: dict[str, list[ServedModel]]) -> dict[int, str]:
+    """Set node.model on every node; return task id -> reason for the choice."""
+    reasons: dict[int, str] = {}
+    contested: dict[int, list[ServedModel]] = {}
+    for node in plan.nodes:
+        ranked = rank(candidates.get(node.task, []))
+        if not ranked:
+            raise LLMError(f"no live worker serves '{node.task}' (task {node.id})")
+        node.model = ranked[0].model_id
+        if len(ranked) == 1:
+            reasons[node.id] = "only candidate"
+        else:
+            contested[node.id] = ranked
+            reasons[node.id] = "top-ranked candidate"
+    if contested and llm is not None:
+        reasons.update(_choose_with_llm(llm, request, plan, contested))
+    return reasons
+
+
+def _choose_with_llm(llm: LLM, request: str, plan: ValidatedPlan,
+                     contested: dict[int, list[ServedModel]]) -> dict[int, str]:
+    lines = []
+    for node_id, models in contested.items():
+        node = plan.node(node_id)
+        options = "; ".join(f"{m.model_id}: {m.description or m.backend}" for m in models)
+        lines.append(f"task {node_id} ({node.task}, args {node.args}): {options}")
+    messages = [
+        {"role": "system", "content": "Choose the best model for each task of a plan. Answer JSON only: "
+         "{\"choices\": [{\"id\": task id, \"model\": model id from the options, \"reason\": short reason}]}."},
+        {"role": "user", "content": f"User request: {request}\n" + "\n".join(lines)},
+    ]
+    reasons: dict[int, str] = {}
+    try:
+        raw = llm.chat_json("select", messages, SELECT_SCHEMA)
+        choices = [Choice.model_validate(c) for c in raw.get("choices", [])] if isinstance(raw, dict) else []
+    except (LLMError, ValidationError) as exc:
+        return {node_id: f"top-ranked (selection call failed: {exc})" for node_id in contested}
+    for choice in choices:
+        models = contested.get(choice.id)
+        if models is None:
+            continue
+        if choice.model in {m.model_id for m in models}:
+            plan.node(choice.id).model = choice.model
+            reasons[choice.id] = choice.reason or "chosen by the LLM"
+        else:
+            reasons[choice.id] = f"top-ranked (LLM chose '{choice.model}', not a candidate)"
+    return reasons

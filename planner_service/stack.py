@@ -1,0 +1,162 @@
+"""The local stack: Redis (if none is reachable), the LLM (if no endpoint), workers per pool, Flower.
+
+`hgq up` runs it in the foreground; `hgq ask` starts one for the call when no stack runs,
+and stops only what it started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.errors import ConfigError
+from shared.redis_conn import reachable, text_redis
+from shared.registry import live_workers, pools_alive
+from shared.settings import ALL_QUEUES, Settings
+
+Say = Callable[[str], None]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise ConfigError(f"{what} exited with status {proc.returncode} before it was ready")
+        time.sleep(0.1)
+    raise ConfigError(f"{what} was not ready after {timeout_s:.0f}s")
+
+
+def stack_running(settings: Settings, queues: tuple[str, ...] = ALL_QUEUES) -> bool:
+    """True when Redis answers and a live worker serves every queue."""
+    if not reachable(settings.redis_url):
+        return False
+    alive = pools_alive(live_workers(text_redis(settings.redis_url), settings.key_prefix))
+    return all(q in alive for q in queues)
+
+
+@dataclass
+class Stack(AbstractContextManager["Stack"]):
+    """Processes this hgq process started; `stop` ends them in reverse order."""
+
+    settings: Settings
+    say: Say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    log_dir: Path | None = None
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+    _llm_server: object | None = None
+
+    # --- parts --------------------------------------------------------------------------
+    def ensure_redis(self) -> str:
+        url = self.settings.redis_url
+        if reachable(url):
+            self.say(f"redis: using {url}")
+            return url
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ConfigError(f"Redis is not reachable at {url} and no redis-server binary is installed: "
+                              "install Redis (apt-get install redis-server) or set REDIS_URL")
+        port = free_port()
+        proc = self._spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                     "--appendonly", "no"])
+        url = f"redis://127.0.0.1:{port}/0"
+        wait_for(lambda: reachable(url), 10, "redis-server", proc)
+        self.env["REDIS_URL"] = url
+        os.environ["REDIS_URL"] = url
+        self.settings = self.settings.model_copy(update={"redis_url": url})
+        self.say(f"redis: started a private redis-server at {url}")
+        return url
+
+    def ensure_llm(self) -> str:
+        if self.settings.openai_base_url:
+            self.say(f"llm: using {self.settings.openai_base_url} (model {self.settings.llm_model})")
+            return self.settings.openai_base_url
+        from shared.local_llm import ensure_local_llm  # heavy: only when no endpoint is configured
+
+        server = ensure_local_llm(self.settings, say=self.say)
+        self._llm_server = server
+        base_url, model = server.base_url, server.model
+        for env in (self.env, os.environ):
+            env["OPENAI_BASE_URL"] = base_url
+            env["HGQ_LLM_MODEL"] = model
+        self.settings = self.settings.model_copy(update={"openai_base_url": base_url, "llm_model": model})
+        self.say(f"llm: local {model} at {base_url}")
+        return base_url
+
+    def start_workers(self, queues: tuple[str, ...] = ALL_QUEUES, concurrency: int | None = None,
+                      timeout_s: float = 120) -> None:
+        started = []
+        for queue in queues:
+            args = [sys.executable, "-m", "planner_service.cli", "worker", queue]
+            if concurrency:
+                args += ["--concurrency", str(concurrency)]
+            started.append((queue, self._spawn(f"worker-{queue}", args)))
+        client = text_redis(self.settings.redis_url)
+        for queue, proc in started:
+            wait_for(lambda q=queue: q in pools_alive(live_workers(client, self.settings.key_prefix)),
+                     timeout_s, f"worker {queue}", proc)
+            self.say(f"worker {queue}: ready (pid {proc.pid})")
+
+    def start_flower(self) -> str:
+        s = self.settings
+        args = [sys.executable, "-m", "celery", "-A", "workers.app", "flower",
+                f"--address={s.flower_host}", f"--port={s.flower_port}"]
+        proc = self._spawn("flower", args)
+        url = f"http://{s.flower_host}:{s.flower_port}"
+        wait_for(lambda: _port_open(s.flower_host, s.flower_port), 30, "flower", proc)
+        self.say(f"flower: {url}")
+        return url
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        out = subprocess.DEVNULL
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        proc = subprocess.Popen(args, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+        if self._llm_server is not None:
+            self._llm_server.stop()  # type: ignore[attr-defined]
+            self._llm_server = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+

@@ -1,0 +1,100 @@
+"""The plan and response stages as they run on the LLM queue (called by workers/tasks.py)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from shared.errors import HgqError, LLMError
+from shared.redis_conn import text_redis
+from shared.registry import candidates, live_workers
+from shared.run_store import RunStore
+from shared.settings import get_settings
+from shared.plan import validate_plan
+from planner_service.llm import LLM
+from planner_service.planning import plan_request
+from planner_service.responding import describe_results, fallback_answer, write_answer
+from planner_service.selection import select_models
+from workers.dispatch import publish_nodes, publish_respond
+
+log = logging.getLogger(__name__)
+
+
+def _run(run_id: str) -> RunStore:
+    settings = get_settings()
+    return RunStore(text_redis(settings.redis_url), settings.key_prefix, run_id, settings.run_ttl_s)
+
+
+def _llm(run: RunStore) -> LLM:
+    return LLM(get_settings(), on_usage=run.add_usage)
+
+
+def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
+    run = _run(run_id)
+    existing = run.plan()
+    if existing is not None:  # redelivered after the DAG was written: re-announce what is queued
+        publish_nodes(app, run_id, existing, run.init_dag(existing, {}))
+        return {"status": "replayed"}
+    meta = run.meta()
+    if "response" in meta:
+        return {"status": "finished"}
+    if run.is_cancelled():
+        run.finish("cancelled", "The request was cancelled before it was planned.")
+        return {"status": "cancelled"}
+    request = run.request()
+    run.set_meta(status="planning")
+    run.event("planning")
+    settings = get_settings()
+    served = candidates(live_workers(text_redis(settings.redis_url), settings.key_prefix))
+    available = set(served)
+    try:
+        llm = _llm(run) if request.plan is None or _needs_llm(request.plan, served) else None
+        if request.plan is not None:
+            plan = validate_plan(request.plan, request.uploads, available)
+        else:
+            assert llm is not None
+            plan = plan_request(llm, request.text, request.uploads, available)
+        reasons = select_models(llm, request.text, plan, served)
+    except HgqError as exc:
+        run.fail_before_plan(str(exc))
+        return {"status": "failed", "error": str(exc)}
+    ready = run.init_dag(plan, reasons)
+    publish_nodes(app, run_id, plan, ready)
+    if not plan.nodes:
+        publish_respond(app, run_id)
+    return {"status": "planned", "nodes": len(plan.nodes)}
+
+
+def _needs_llm(plan_tasks: list[Any], served: dict[str, list[Any]]) -> bool:
+    """An explicit plan needs the LLM only to choose among several candidate models."""
+    return any(len(served.get(t.task, [])) > 1 for t in plan_tasks)
+
+
+def run_respond_stage(app: Celery, run_id: str) -> dict[str, Any]:
+    run = _run(run_id)
+    meta = run.meta()
+    if "response" in meta:  # exactly-once effect: the first writer won
+        return {"status": "already-responded"}
+    plan = run.plan()
+    if plan is None:
+        return {"status": "no-plan"}
+    states = run.node_states()
+    results = describe_results(plan, states, run.outputs(), run.infos())
+    if meta.get("cancel") == "1":
+        run.finish("cancelled", fallback_answer(results, "The request was cancelled. What had finished:"))
+        return {"status": "cancelled"}
+    problems = [n for n, s in states.items() if s != "succeeded"]
+    status = "failed" if problems else "succeeded"
+    run.set_meta(status="responding")
+    error = None
+    try:
+        answer = write_answer(_llm(run), run.request().text, results)
+    except LLMError as exc:
+        status, error = "failed", f"response stage failed: {exc}"
+        answer = fallback_answer(results, "The answer could not be written by the LLM; here are the raw results:")
+    if problems and error is None:
+        error = f"tasks {sorted(problems)} did not succeed"
+    run.finish(status, answer, error)
+    return {"status": status}

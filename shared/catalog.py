@@ -1,0 +1,106 @@
+"""Task types hgq knows: which pool runs them, what they take and what they produce.
+
+A task type is only *planned* when a live worker serves it (see shared/registry.py); this
+catalogue is the static contract that plans are validated against.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ValueKind = Literal["text", "image", "audio"]
+Pool = Literal["text", "vision", "audio"]
+
+
+class Slot(BaseModel):
+    kind: ValueKind
+    required: bool = True
+    doc: str = ""
+
+
+class TaskType(BaseModel):
+    name: str
+    pool: Pool
+    inputs: dict[str, Slot]
+    produces: frozenset[ValueKind]
+    description: str
+    params: dict[str, str] = Field(default_factory=dict)  # literal parameters: name -> doc
+    diagnostic: bool = False
+
+    def line(self) -> str:
+        ins = ", ".join(f"{n}:{s.kind}{'' if s.required else '?'}" for n, s in self.inputs.items())
+        outs = "+".join(sorted(self.produces))
+        return f"{self.name}({ins}) -> {outs}: {self.description}"
+
+
+def _t(name: str, pool: Pool, inputs: dict[str, Slot], produces: set[str], description: str, **kw) -> TaskType:
+    return TaskType(name=name, pool=pool, inputs=inputs, produces=frozenset(produces), description=description, **kw)
+
+
+TEXT = Slot(kind="text")
+IMAGE = Slot(kind="image")
+AUDIO = Slot(kind="audio")
+
+_DIAG_INPUTS = {
+    "text": Slot(kind="text", required=False),
+    "text2": Slot(kind="text", required=False),
+    "text3": Slot(kind="text", required=False),
+}
+_DIAG_PARAMS = {
+    "seconds": "how long the node sleeps",
+    "fail": "'permanent' | 'transient' (fails once per `key`, then succeeds) | 'always-transient'",
+    "key": "identifies a transient failure across retries",
+    "name": "label echoed in the output",
+}
+
+TASK_TYPES: dict[str, TaskType] = {
+    t.name: t
+    for t in [
+        # --- text pool -------------------------------------------------------------------
+        _t("text-classification", "text", {"text": TEXT}, {"text"}, "label a text (sentiment or given labels)",
+           params={"labels": "comma-separated candidate labels (zero-shot)"}),
+        _t("token-classification", "text", {"text": TEXT}, {"text"}, "named entities in a text"),
+        _t("sentence-similarity", "text", {"text": TEXT, "text2": TEXT}, {"text"}, "similarity score of two texts"),
+        _t("question-answering", "text", {"text": TEXT, "question": TEXT}, {"text"},
+           "answer a question from a context text"),
+        _t("summarization", "text", {"text": TEXT}, {"text"}, "summarise a text"),
+        _t("translation", "text", {"text": TEXT}, {"text"}, "translate a text",
+           params={"target": "target language, e.g. 'French' (default English)"}),
+        _t("conversational", "text", {"text": TEXT}, {"text"}, "reply to a message"),
+        _t("text-generation", "text", {"text": TEXT}, {"text"}, "continue or write text from a prompt"),
+        _t("text2text-generation", "text", {"text": TEXT}, {"text"}, "rewrite text following an instruction"),
+        _t("language-detection", "text", {"text": TEXT}, {"text"}, "which language a text is in"),
+        # --- vision pool -----------------------------------------------------------------
+        _t("image-to-text", "vision", {"image": IMAGE}, {"text"}, "read the text in an image (OCR)"),
+        _t("image-classification", "vision", {"image": IMAGE}, {"text"}, "what an image shows (ImageNet labels)"),
+        _t("object-detection", "vision", {"image": IMAGE}, {"text", "image"},
+           "find objects (boxes) and draw them on the image"),
+        _t("image-segmentation", "vision", {"image": IMAGE}, {"image", "text"}, "mask of the main subject"),
+        _t("depth-estimation", "vision", {"image": IMAGE}, {"image"}, "depth map of an image"),
+        _t("visual-question-answering", "vision", {"image": IMAGE, "text": TEXT}, {"text"},
+           "answer a question about an image"),
+        _t("document-question-answering", "vision", {"image": IMAGE, "text": TEXT}, {"text"},
+           "answer a question about a document image"),
+        _t("text-to-image", "vision", {"text": TEXT}, {"image"}, "generate an image from a description"),
+        _t("image-to-image", "vision", {"image": IMAGE, "text": Slot(kind="text", required=False)}, {"image"},
+           "transform an image (edges, sketch, stylise, grayscale)", params={"style": "canny|sketch|stylize|gray"}),
+        # --- audio pool ------------------------------------------------------------------
+        _t("automatic-speech-recognition", "audio", {"audio": AUDIO}, {"text"}, "transcribe speech to text"),
+        _t("text-to-speech", "audio", {"text": TEXT}, {"audio"}, "read a text aloud (speech audio)"),
+        _t("audio-classification", "audio", {"audio": AUDIO}, {"text"}, "speech or not, and spoken language"),
+        _t("audio-to-audio", "audio", {"audio": AUDIO}, {"audio"}, "transform audio (enhance, separate)"),
+        # --- diagnostics (only offered when HGQ_DIAGNOSTICS is on) -------------------------
+        _t("diag-text", "text", _DIAG_INPUTS, {"text"},
+           "sleep, then echo the inputs", params=_DIAG_PARAMS, diagnostic=True),
+        _t("diag-vision", "vision", _DIAG_INPUTS, {"text"},
+           "sleep, then echo the inputs", params=_DIAG_PARAMS, diagnostic=True),
+        _t("diag-audio", "audio", _DIAG_INPUTS, {"text"},
+           "sleep, then echo the inputs", params=_DIAG_PARAMS, diagnostic=True),
+    ]
+}
+
+
+def task_type(name: str) -> TaskType | None:
+    return TASK_TYPES.get(name)

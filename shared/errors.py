@@ -1,0 +1,43 @@
+"""The one tree of hgq's domain errors. Every error a user can see is an `HgqError`."""
+
+from __future__ import annotations
+
+
+class HgqError(Exception):
+    """Base of every hgq error; its message is meant for the user."""
+
+
+class ConfigError(HgqError):
+    """Settings or environment cannot work (missing binary, bad value)."""
+
+
+class PlanError(HgqError):
+    """A plan (from the LLM or the user) is invalid; nothing was enqueued."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid plan: " + "; ".join(problems))
+
+
+class LLMError(HgqError):
+    """The LLM endpoint failed or answered something unusable."""
+
+
+class ArtifactError(HgqError):
+    """An artifact is missing, expired or too large."""
+
+
+class RunNotFound(HgqError):
+    """No run with that id (or it expired)."""
+
+
+class ExpertError(HgqError):
+    """An expert model failed permanently on this input (no retry)."""
+
+
+class TransientExpertError(ExpertError):
+    """An expert failed for a reason that may pass (timeout, 5xx, 429): retried with backoff."""
+
+
+class ModelUnavailable(ExpertError):
+    """A model's files or runtime are not installed here."""

@@ -1,0 +1,93 @@
+"""Pydantic models of a request (what a client submits) and a run (what it can read back)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.outputs import ArtifactRef, TaskOutput
+from shared.plan import PlanTask
+
+RunStatus = Literal["accepted", "planning", "running", "responding", "succeeded", "failed", "cancelled"]
+NodeStatus = Literal["pending", "queued", "running", "succeeded", "failed", "skipped", "cancelled"]
+FINAL_RUN_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class RequestCreate(BaseModel):
+    """A user request as submitted (CLI, API). `uploads` maps the names users refer to -> stored files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=20_000)
+    uploads: dict[str, ArtifactRef] = Field(default_factory=dict)
+    plan: list[PlanTask] | None = None
+    request_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{6,64}$")
+    user: str = "local"
+
+
+class NodeInfo(BaseModel):
+    """Execution facts of one node, written by the worker that holds its lease."""
+
+    queue: str | None = None
+    worker: str | None = None
+    model: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    retries: int = 0
+
+
+class TaskPublic(BaseModel):
+    id: int
+    task: str
+    status: NodeStatus
+    queue: str | None = None
+    worker: str | None = None
+    model: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    output: TaskOutput | None = None
+    error: str | None = None
+
+
+class ArtifactPublic(BaseModel):
+    task: int
+    id: str
+    kind: str
+    mime: str
+    size: int
+    path: str | None = None  # where the CLI wrote it locally
+
+
+class StageUsage(BaseModel):
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+
+class RunPublic(BaseModel):
+    """The whole state of a run: what `hgq ask --json` prints and the API returns."""
+
+    request_id: str
+    status: RunStatus
+    request: str
+    plan: list[dict[str, Any]] = Field(default_factory=list)
+    tasks: dict[str, TaskPublic] = Field(default_factory=dict)
+    response: str | None = None
+    error: str | None = None
+    artifacts: list[ArtifactPublic] = Field(default_factory=list)
+    usage: dict[str, StageUsage] = Field(default_factory=dict)
+    selection: dict[str, str] = Field(default_factory=dict)  # task id -> why that model
+    created_at: float | None = None
+    finished_at: float | None = None
+
+
+class RunEvent(BaseModel):
+    """One entry of a run's event stream."""
+
+    id: str  # the stream id (usable as Last-Event-ID)
+    type: str  # accepted | planned | task | done | error
+    data: dict[str, Any]

@@ -1,0 +1,76 @@
+"""The one settings object of hgq, read from the environment (and an optional .env file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+POOLS: tuple[str, ...] = ("text", "vision", "audio")
+LLM_QUEUE = "llm"
+ALL_QUEUES: tuple[str, ...] = (*POOLS, LLM_QUEUE)
+
+
+class Settings(BaseSettings):
+    """Every knob of hgq. Unknown `HGQ_*` variables are ignored; invalid values fail at startup."""
+
+    model_config = SettingsConfigDict(env_prefix="HGQ_", env_file=".env", extra="ignore")
+
+    # --- infrastructure ---------------------------------------------------------------
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    key_prefix: str = "hgq"
+
+    # --- LLM controller (any OpenAI-compatible endpoint) --------------------------------
+    openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
+    openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY")
+    llm_model: str = "qwen2.5-coder-1.5b-instruct"
+    llm_timeout_s: float = 120.0
+    llm_max_tokens: int = 1024
+    llm_context_tokens: int = 4096
+    llm_response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    # embedded local LLM (used when no OPENAI_BASE_URL is set)
+    local_llm: str = "qwen2.5-coder-1.5b"  # or qwen2.5-coder-0.5b
+    local_llm_port: int = 0  # 0 = pick a free port
+
+    # --- execution -----------------------------------------------------------------------
+    task_soft_time_limit_s: float = 120.0
+    task_hard_time_limit_s: float = 150.0
+    task_max_attempts: int = 3  # deliveries of one node before it is failed as poison
+    task_max_retries: int = 3  # retries of transient errors
+    task_retry_backoff_s: float = 0.5
+    lease_s: float = 6.0  # node lease, renewed while the node runs
+    run_ttl_s: int = 86400
+    artifact_ttl_s: int = 86400
+    max_artifact_bytes: int = 64 * 1024 * 1024
+    worker_heartbeat_s: float = 3.0
+    preload_models: bool = True
+    diagnostics: bool = False  # register the diag-* task types (benchmarks and tests)
+    worker_concurrency: int = 2
+
+    # --- local stack -----------------------------------------------------------------------
+    output_dir: Path = Path("hgq-output")
+    flower_port: int = 5555
+    flower_host: str = "127.0.0.1"
+    home: Path = Path.home() / ".cache" / "hgq"
+    model_dir: Path | None = None
+
+    @field_validator("task_hard_time_limit_s")
+    @classmethod
+    def _hard_after_soft(cls, hard: float, info) -> float:  # type: ignore[no-untyped-def]
+        soft = info.data.get("task_soft_time_limit_s", 0.0)
+        if hard <= soft:
+            raise ValueError(f"HGQ_TASK_HARD_TIME_LIMIT_S ({hard}) must exceed the soft limit ({soft})")
+        return hard
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        """Broker visibility timeout: always longer than the hard time limit (see ARCHITECTURE)."""
+        return int(self.task_hard_time_limit_s * 2 + 60)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,170 @@
+"""The body of every DAG node: take the lease, run the expert, write the output once, hand on.
+
+Exactly-once effect under redelivery: START (Lua) refuses terminal nodes and nodes whose
+lease another live delivery holds; the output is written with HSETNX; COMPLETE (Lua) is
+idempotent and re-announces queued successors when replayed, so a worker dying between any
+two steps loses nothing.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from celery import Task
+from celery.exceptions import MaxRetriesExceededError, Retry, SoftTimeLimitExceeded
+
+from shared.artifacts import ArtifactStore
+from shared.errors import ExpertError, TransientExpertError
+from shared.outputs import ExpertResult, TaskOutput
+from shared.plan import Node, ValidatedPlan
+from shared.redis_conn import bytes_redis, text_redis
+from shared.run_models import NodeInfo
+from shared.run_store import RunStore
+from shared.settings import Settings, get_settings
+from workers.dispatch import follow_transition
+from workers.expert import get_expert
+from workers.inputs import resolve_inputs
+from workers.pools import import_pool
+
+log = logging.getLogger(__name__)
+
+#: The run a worker thread is executing a node of (LLM-backed experts account usage to it).
+current_run: contextvars.ContextVar[RunStore | None] = contextvars.ContextVar("current_run", default=None)
+
+_plans: dict[str, ValidatedPlan] = {}  # plans are immutable once written: cache per process
+
+
+def run_store(run_id: str, settings: Settings) -> RunStore:
+    return RunStore(text_redis(settings.redis_url), settings.key_prefix, run_id, settings.run_ttl_s)
+
+
+def artifact_store(settings: Settings) -> ArtifactStore:
+    return ArtifactStore(bytes_redis(settings.redis_url), settings.key_prefix, settings.artifact_ttl_s,
+                         settings.max_artifact_bytes)
+
+
+def _load_plan(run: RunStore) -> ValidatedPlan | None:
+    plan = _plans.get(run.run_id)
+    if plan is None:
+        plan = run.plan()
+        if plan is not None:
+            if len(_plans) > 512:
+                _plans.clear()
+            _plans[run.run_id] = plan
+    return plan
+
+
+class _LeaseKeeper:
+    """Renews a node's lease in the background while its expert runs."""
+
+    def __init__(self, run: RunStore, node: int, token: str, lease_s: float):
+        self._args = (run, node, token, lease_s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="hgq-lease", daemon=True)
+
+    def _loop(self) -> None:
+        run, node, token, lease_s = self._args
+        while not self._stop.wait(lease_s / 3):
+            try:
+                run.renew(node, token, lease_s)
+            except Exception as exc:  # noqa: BLE001 - a missed renewal only risks a duplicate, which HSETNX absorbs
+                log.warning("lease renewal failed: %s", exc)
+
+    def __enter__(self) -> _LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+
+
+def execute_node(task: Task, run_id: str, node_id: int) -> dict[str, Any]:
+    settings = get_settings()
+    run = run_store(run_id, settings)
+    plan = _load_plan(run)
+    if plan is None:
+        log.warning("run %s has no plan (expired?); dropping node %s", run_id, node_id)
+        return {"status": "no-plan"}
+    node = plan.node(node_id)
+    token = uuid.uuid4().hex
+    hostname = task.request.hostname or "?"
+    queue = (task.request.delivery_info or {}).get("routing_key") or node.pool
+    status, attempt = run.start(node_id, token, settings.lease_s, settings.task_max_attempts,
+                                {"worker": hostname, "queue": queue, "model": node.model})
+    if status == "busy":  # another delivery holds the lease: come back when it would have expired
+        raise task.retry(countdown=max(attempt, 100) / 1000 + 0.05, max_retries=None)
+    if status in ("succeeded", "failed", "skipped", "cancelled"):
+        follow_transition(task.app, run_id, plan, run.complete(plan, node_id, status))  # replay: idempotent
+        return {"status": status, "replay": True}
+    if status == "cancel":
+        follow_transition(task.app, run_id, plan, run.complete(plan, node_id, "cancelled"))
+        return {"status": "cancelled"}
+    if status == "poison":
+        return _fail(task, run, plan, node, f"gave up after {attempt - 1} deliveries (worker lost each time)")
+    if status != "run":
+        return {"status": status}
+
+    info = run.info(node_id)
+    info = info.model_copy(update={"queue": queue, "worker": hostname, "model": node.model,
+                                   "started_at": time.time(), "finished_at": None, "error": None})
+    run.set_info(node_id, info)
+    ctx_token = current_run.set(run)
+    try:
+        with _LeaseKeeper(run, node_id, token, settings.lease_s):
+            output = _run_expert(node, run, settings)
+    except TransientExpertError as exc:
+        run.release(node_id, token)
+        run.set_info(node_id, info.model_copy(update={"retries": info.retries + 1, "error": str(exc)}))
+        try:
+            raise task.retry(exc=exc, countdown=settings.task_retry_backoff_s * 2 ** task.request.retries,
+                             max_retries=settings.task_max_retries)
+        except MaxRetriesExceededError:
+            return _fail(task, run, plan, node, f"{exc} (after {settings.task_max_retries} retries)", info)
+    except Retry:
+        raise
+    except SoftTimeLimitExceeded:
+        return _fail(task, run, plan, node, f"timed out after {settings.task_soft_time_limit_s:g}s", info)
+    except ExpertError as exc:
+        return _fail(task, run, plan, node, str(exc), info)
+    except Exception as exc:  # noqa: BLE001 - an expert bug fails its node, never the run
+        log.exception("node %s.%s crashed", run_id, node_id)
+        return _fail(task, run, plan, node, f"{type(exc).__name__}: {exc}", info)
+    finally:
+        current_run.reset(ctx_token)
+
+    run.write_output(node_id, output)  # HSETNX: a duplicate delivery cannot overwrite
+    run.set_info(node_id, info.model_copy(update={"finished_at": time.time()}))
+    follow_transition(task.app, run_id, plan, run.complete(plan, node_id, "succeeded"))
+    return {"status": "succeeded"}
+
+
+def _run_expert(node: Node, run: RunStore, settings: Settings) -> TaskOutput:
+    if node.model is None:
+        raise ExpertError(f"no model was selected for task {node.id}")
+    try:
+        expert = get_expert(node.model)
+    except KeyError:
+        import_pool(node.pool)
+        try:
+            expert = get_expert(node.model)
+        except KeyError as exc:
+            raise ExpertError(f"model {node.model} is not served by this worker") from exc
+    inputs = resolve_inputs(node, run, artifact_store(settings))
+    expert.ensure_loaded()
+    result: ExpertResult = expert.run(inputs, node.params)
+    store = artifact_store(settings)
+    refs = [store.put(m.data, m.mime, m.kind, m.name) for m in result.media]
+    return TaskOutput(text=result.text, labels=result.labels, boxes=result.boxes, artifacts=refs, data=result.data)
+
+
+def _fail(task: Task, run: RunStore, plan: ValidatedPlan, node: Node, error: str,
+          info: NodeInfo | None = None) -> dict[str, Any]:
+    info = info or run.info(node.id)
+    run.set_info(node.id, info.model_copy(update={"finished_at": time.time(), "error": error}))
+    follow_transition(task.app, run.run_id, plan, run.complete(plan, node.id, "failed", {"error": error}))
+    return {"status": "failed", "error": error}
