@@ -114,6 +114,7 @@ class HgqClient:
             tasks[str(node.id)] = TaskPublic(
                 id=node.id, task=node.task, status=states.get(node.id, "pending"),  # type: ignore[arg-type]
                 queue=info.queue if info else None, worker=info.worker if info else None, model=node.model,
+                pid=info.pid if info else None,
                 started_at=info.started_at if info else None, finished_at=info.finished_at if info else None,
                 attempts=attempts.get(node.id, 0), output=out, error=info.error if info else None)
             for ref in out.artifacts if out else []:

@@ -7,7 +7,8 @@ response callback (and so does any replay while no response has been written).
 """
 
 # KEYS: state, meta, attempts, lease, events
-# ARGV: node, token, lease_ms, max_attempts, ts, event_json_extra
+# ARGV: node, token, lease_ms, max_attempts, ts, event_json_extra, clean_retries
+# Poison: more than max_attempts deliveries that did not end in a clean (transient) retry.
 START = """
 local st = redis.call('HGET', KEYS[1], ARGV[1])
 if not st then return {'unknown', 0} end
@@ -17,7 +18,7 @@ if redis.call('HGET', KEYS[2], 'cancel') == '1' then return {'cancel', 0} end
 local holder = redis.call('GET', KEYS[4])
 if holder and holder ~= ARGV[2] then return {'busy', redis.call('PTTL', KEYS[4])} end
 local n = redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
-if n > tonumber(ARGV[4]) then return {'poison', n} end
+if n - tonumber(ARGV[7]) > tonumber(ARGV[4]) then return {'poison', n} end
 redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3])
 redis.call('HSET', KEYS[1], ARGV[1], 'running')
 local ev = cjson.decode(ARGV[6])

@@ -32,6 +32,7 @@ class NodeInfo(BaseModel):
     queue: str | None = None
     worker: str | None = None
     model: str | None = None
+    pid: int | None = None
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
@@ -44,6 +45,7 @@ class TaskPublic(BaseModel):
     status: NodeStatus
     queue: str | None = None
     worker: str | None = None
+    pid: int | None = None
     model: str | None = None
     started_at: float | None = None
     finished_at: float | None = None

@@ -103,10 +103,11 @@ class RunStore:
         return ValidatedPlan.model_validate_json(raw) if raw else None
 
     # --- node transitions -----------------------------------------------------------------
-    def start(self, node: int, token: str, lease_s: float, max_attempts: int, extra: dict[str, Any]) -> tuple[str, int]:
+    def start(self, node: int, token: str, lease_s: float, max_attempts: int, extra: dict[str, Any],
+              clean_retries: int = 0) -> tuple[str, int]:
         status, n = self._start(
             keys=[self.k.state, self.k.meta, self.k.attempts, self.k.lease(node), self.k.events],
-            args=[node, token, int(lease_s * 1000), max_attempts, repr(time.time()), json.dumps(extra)],
+            args=[node, token, int(lease_s * 1000), max_attempts, repr(time.time()), json.dumps(extra), clean_retries],
         )
         return str(status), int(n)
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import threading
 import time
 import uuid
 from typing import Any
 
 from celery import Task
-from celery.exceptions import MaxRetriesExceededError, Retry, SoftTimeLimitExceeded
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from shared.artifacts import ArtifactStore
 from shared.errors import ExpertError, TransientExpertError
@@ -95,7 +96,8 @@ def execute_node(task: Task, run_id: str, node_id: int) -> dict[str, Any]:
     hostname = task.request.hostname or "?"
     queue = (task.request.delivery_info or {}).get("routing_key") or node.pool
     status, attempt = run.start(node_id, token, settings.lease_s, settings.task_max_attempts,
-                                {"worker": hostname, "queue": queue, "model": node.model})
+                                {"worker": hostname, "queue": queue, "model": node.model, "pid": os.getpid()},
+                                clean_retries=task.request.retries or 0)
     if status == "busy":  # another delivery holds the lease: come back when it would have expired
         raise task.retry(countdown=max(attempt, 100) / 1000 + 0.05, max_retries=None)
     if status in ("succeeded", "failed", "skipped", "cancelled"):
@@ -105,12 +107,13 @@ def execute_node(task: Task, run_id: str, node_id: int) -> dict[str, Any]:
         follow_transition(task.app, run_id, plan, run.complete(plan, node_id, "cancelled"))
         return {"status": "cancelled"}
     if status == "poison":
-        return _fail(task, run, plan, node, f"gave up after {attempt - 1} deliveries (worker lost each time)")
+        return _fail(task, run, plan, node, f"gave up after {settings.task_max_attempts} deliveries that "
+                     "never finished (the worker was lost each time)")
     if status != "run":
         return {"status": status}
 
     info = run.info(node_id)
-    info = info.model_copy(update={"queue": queue, "worker": hostname, "model": node.model,
+    info = info.model_copy(update={"queue": queue, "worker": hostname, "model": node.model, "pid": os.getpid(),
                                    "started_at": time.time(), "finished_at": None, "error": None})
     run.set_info(node_id, info)
     ctx_token = current_run.set(run)
@@ -120,11 +123,10 @@ def execute_node(task: Task, run_id: str, node_id: int) -> dict[str, Any]:
     except TransientExpertError as exc:
         run.release(node_id, token)
         run.set_info(node_id, info.model_copy(update={"retries": info.retries + 1, "error": str(exc)}))
-        try:
-            raise task.retry(exc=exc, countdown=settings.task_retry_backoff_s * 2 ** task.request.retries,
-                             max_retries=settings.task_max_retries)
-        except MaxRetriesExceededError:
-            return _fail(task, run, plan, node, f"{exc} (after {settings.task_max_retries} retries)", info)
+        retries = task.request.retries or 0
+        if retries >= settings.task_max_retries:
+            return _fail(task, run, plan, node, f"{exc} (after {retries} retries)", info)
+        raise task.retry(countdown=settings.task_retry_backoff_s * 2**retries, max_retries=None) from exc
     except Retry:
         raise
     except SoftTimeLimitExceeded:
