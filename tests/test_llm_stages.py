@@ -1,0 +1,74 @@
+"""The LLM stages against the scripted OpenAI-compatible server, on the real stack."""
+
+from __future__ import annotations
+
+import json
+
+from shared.run_models import RequestCreate
+from tests.helpers import wait_final
+
+GOOD_PLAN = {"tasks": [
+    {"id": 0, "task": "diag-text", "dep": [-1], "args": {"text": "hello", "name": "a"}},
+    {"id": 1, "task": "diag-text", "dep": [0], "args": {"text": "<GENERATED>-0", "name": "b"}},
+]}
+
+
+def _ask(client, text: str = "do the diagnostic thing"):  # type: ignore[no-untyped-def]
+    return wait_final(client, client.submit(RequestCreate(text=text)))
+
+
+def test_llm_plan_is_executed_and_usage_accounted(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.script("plan", GOOD_PLAN)
+    view = _ask(client)
+    assert view.status == "succeeded", view.model_dump_json(indent=1)
+    assert [t["task"] for t in view.plan] == ["diag-text", "diag-text"]
+    assert view.tasks["1"].output.text == "b(a(hello))"
+    assert view.usage["plan"].calls == 1 and view.usage["respond"].calls == 1
+    assert view.usage["plan"].prompt_tokens > 0 and view.usage["respond"].completion_tokens > 0
+    plan_call = fake_llm.calls("plan")[0]
+    assert plan_call["response_format"]["type"] == "json_schema"  # constrained output requested
+    system = plan_call["messages"][0]["content"]
+    assert "diag-text" in system and "text-to-image" not in system  # only what live workers serve
+
+
+def test_invalid_plan_gets_one_repair_round(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.script("plan", "this is not json", GOOD_PLAN)
+    view = _ask(client)
+    assert view.status == "succeeded"
+    calls = fake_llm.calls("plan")
+    assert len(calls) == 2
+    assert "invalid" in calls[1]["messages"][-1]["content"] and "not JSON" in calls[1]["messages"][-1]["content"]
+
+
+def test_plan_invalid_twice_fails_the_run_with_the_reason(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    bad = {"tasks": [{"id": 0, "task": "teleportation", "dep": [-1], "args": {}}]}
+    fake_llm.script("plan", bad, bad)
+    view = _ask(client)
+    assert view.status == "failed"
+    assert "unknown task type 'teleportation'" in view.error
+    assert view.tasks == {} and fake_llm.calls("respond") == []
+    assert len(fake_llm.calls("plan")) == 2
+
+
+def test_empty_plan_means_the_llm_answers_directly(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.script("plan", {"tasks": []})
+    fake_llm.script("respond", "Hello to you too!")
+    view = _ask(client, "hi there")
+    assert view.status == "succeeded" and view.response == "Hello to you too!"
+    assert fake_llm.calls("respond")[0]["messages"][-1]["content"] == "hi there"
+
+
+def test_llm_outage_in_the_answer_still_returns_the_results(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.script("plan", GOOD_PLAN)
+    fake_llm.status["respond"] = 500
+    view = _ask(client)
+    assert view.status == "failed" and "response stage failed" in view.error
+    assert "b(a(hello))" in view.response  # the raw results are not lost
+
+
+def test_respond_prompt_carries_outputs(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.script("plan", GOOD_PLAN)
+    _ask(client)
+    prompt = fake_llm.calls("respond")[0]["messages"][-1]["content"]
+    results = json.loads(prompt.split("Results: ", 1)[1])
+    assert results[1]["text"] == "b(a(hello))" and results[1]["model"] == "hgq/diag-text"
