@@ -219,6 +219,31 @@ def up(no_flower: bool) -> None:
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+def llm(host: str, port: int) -> None:
+    """Serve the local LLM (OpenAI-compatible, llama.cpp) in the foreground."""
+    from shared.local_llm import LocalLLMServer, model_spec, resolve_gguf
+
+    settings = get_settings()
+    try:
+        path = resolve_gguf(settings)
+        server = LocalLLMServer(model_path=path, alias=model_spec(settings.local_llm).alias, host=host, port=port,
+                                n_ctx=settings.llm_context_tokens).start()
+    except HgqError as exc:
+        _err(f"error: {exc}")
+        sys.exit(1)
+    _err(f"local LLM {server.model} serving at {server.base_url}; Ctrl-C stops it")
+    try:
+        assert server.process is not None
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@main.command()
 def status() -> None:
     """Workers per pool, queue lengths, runs in flight."""
     from shared.redis_conn import text_redis

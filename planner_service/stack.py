@@ -89,9 +89,10 @@ class Stack(AbstractContextManager["Stack"]):
             return self.settings.openai_base_url
         from shared.local_llm import ensure_local_llm  # heavy: only when no endpoint is configured
 
-        server = ensure_local_llm(self.settings, say=self.say)
-        self._llm_server = server
-        base_url, model = server.base_url, server.model
+        self.say(f"llm: starting the local {self.settings.local_llm} (first start assembles the model file)")
+        local = ensure_local_llm(self.settings)
+        self._llm_server = local if local.owner else None
+        base_url, model = local.base_url, local.model
         for env in (self.env, os.environ):
             env["OPENAI_BASE_URL"] = base_url
             env["HGQ_LLM_MODEL"] = model
@@ -146,7 +147,9 @@ class Stack(AbstractContextManager["Stack"]):
                 proc.wait()
         self.procs.clear()
         if self._llm_server is not None:
-            self._llm_server.stop()  # type: ignore[attr-defined]
+            from shared.local_llm import shutdown_local_llm
+
+            shutdown_local_llm()
             self._llm_server = None
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,77 @@
+"""The `hgq` command line, run as a user would (subprocess, real stack)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import diag
+
+HGQ = [sys.executable, "-m", "planner_service.cli"]
+
+
+def _hgq(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HGQ, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
+
+
+def test_ask_with_plan_prints_the_whole_run_as_json(stack, hgq_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([diag(0, [], 0.2, pool="vision", text="x"),
+                                diag(1, [0], 0.1, pool="audio", text="<GENERATED>-0")]))
+    proc = _hgq(["ask", "run my workflow", "--plan", str(plan), "--json"], hgq_env)
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(proc.stdout)
+    assert run["status"] == "succeeded" and run["response"].startswith("ANSWER")
+    assert [t["task"] for t in run["plan"]] == ["diag-vision", "diag-audio"]
+    assert run["plan"][1]["dep"] == [0] and run["plan"][1]["model"] == "hgq/diag-audio"
+    task = run["tasks"]["1"]
+    assert task["status"] == "succeeded" and task["queue"] == "audio" and task["attempts"] == 1
+    assert task["output"]["text"] == "n1(n0(x))" and task["started_at"] >= run["tasks"]["0"]["finished_at"]
+    assert run["usage"]["respond"]["calls"] == 1
+
+
+def test_ask_shows_progress_without_json(stack, hgq_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([diag(0, [], 0.1, text="x")]))
+    proc = _hgq(["ask", "go", "--plan", str(plan)], hgq_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "[0] diag-text running on text-" in proc.stderr and "[0] diag-text succeeded" in proc.stderr
+    assert "ANSWER" in proc.stdout
+
+
+def test_ask_with_an_invalid_plan_exits_2_with_the_reason(stack, hgq_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([{"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "nope.png"}}]))
+    proc = _hgq(["ask", "read it", "--plan", str(plan)], hgq_env)
+    assert proc.returncode == 2
+    assert "'nope.png' is neither an uploaded file" in proc.stderr
+
+
+def test_ask_exits_nonzero_when_a_task_fails(stack, hgq_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([diag(0, [], fail="permanent")]))
+    proc = _hgq(["ask", "fail", "--plan", str(plan), "--json"], hgq_env)
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["tasks"]["0"]["status"] == "failed"
+
+
+def test_ask_starts_and_stops_an_embedded_stack_when_none_runs(hgq_env, fake_llm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    env = {**hgq_env, "REDIS_URL": f"redis://127.0.0.1:{dead_port}/0", "HGQ_HOME": str(tmp_path)}
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([diag(0, [], 0.1, text="embedded")]))
+    proc = _hgq(["ask", "go", "--plan", str(plan), "--json"], env, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tasks"]["0"]["output"]["text"] == "n0(embedded)"
+    out = subprocess.run(["pgrep", "-f", f"redis-server 127.0.0.1:{dead_port}|--port {dead_port}"],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "", "the private redis-server was left running"
+    logs = tmp_path / "logs"
+    assert (logs / "redis.log").exists() and (logs / "worker-text.log").exists()

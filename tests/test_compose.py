@@ -1,0 +1,51 @@
+"""docker-compose.yml cannot run here (no Docker engine): check what it wires instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from planner_service.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def test_every_required_service_exists() -> None:
+    for name in ("redis", "planner", "worker-text", "worker-vision", "worker-audio", "flower"):
+        assert name in SERVICES, name
+
+
+def test_every_hgq_command_is_one_the_cli_really_has() -> None:
+    runner = CliRunner()
+    for name, svc in SERVICES.items():
+        cmd = svc["command"]
+        if cmd[0] == "hgq":
+            result = runner.invoke(main, [*cmd[1:], "--help"])
+            assert result.exit_code == 0, f"{name}: `{' '.join(cmd)}` is not a valid hgq command: {result.output}"
+        elif cmd[0] == "celery":
+            assert cmd[1:3] == ["-A", "workers.app"], name
+            import importlib
+
+            assert importlib.import_module("workers.app").app.main == "hgq"
+        else:
+            assert name == "redis" and cmd[0] == "redis-server"
+
+
+def test_one_worker_service_per_pool_consumes_its_own_queue() -> None:
+    queues = {name: svc["command"][-1] for name, svc in SERVICES.items() if name.startswith("worker-")}
+    assert queues == {"worker-text": "text", "worker-vision": "vision", "worker-audio": "audio"}
+    assert SERVICES["planner"]["command"] == ["hgq", "worker", "llm"]
+    for name, svc in SERVICES.items():
+        if name.startswith("worker-"):
+            assert "container_name" not in svc and "ports" not in svc, f"{name} must be scalable with --scale"
+
+
+def test_services_share_redis_and_flower_is_bound_to_loopback() -> None:
+    for name, svc in SERVICES.items():
+        if name != "redis":
+            assert svc["environment"]["REDIS_URL"] == "redis://redis:6379/0", name
+    assert SERVICES["flower"]["ports"] == ["127.0.0.1:5555:5555"]
