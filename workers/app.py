@@ -26,6 +26,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_soft_time_limit": settings.task_soft_time_limit_s,
         "task_time_limit": settings.task_hard_time_limit_s,
         "result_extended": True,
+        "task_ignore_result": True,  # run state, outputs and events live in hgq's own keys (shared/run_store.py)
         "result_expires": settings.run_ttl_s,
         "result_backend_always_retry": True,
         "result_backend_max_retries": 10,

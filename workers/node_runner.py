@@ -112,9 +112,8 @@ def execute_node(task: Task, run_id: str, node_id: int) -> dict[str, Any]:
     if status != "run":
         return {"status": status}
 
-    info = run.info(node_id)
-    info = info.model_copy(update={"queue": queue, "worker": hostname, "model": node.model, "pid": os.getpid(),
-                                   "started_at": time.time(), "finished_at": None, "error": None})
+    info = NodeInfo(queue=queue, worker=hostname, model=node.model, pid=os.getpid(), started_at=time.time(),
+                    retries=task.request.retries or 0)
     run.set_info(node_id, info)
     ctx_token = current_run.set(run)
     try:
@@ -139,8 +138,7 @@ def execute_node(task: Task, run_id: str, node_id: int) -> dict[str, Any]:
     finally:
         current_run.reset(ctx_token)
 
-    run.write_output(node_id, output)  # HSETNX: a duplicate delivery cannot overwrite
-    run.set_info(node_id, info.model_copy(update={"finished_at": time.time()}))
+    run.write_output(node_id, output, info.model_copy(update={"finished_at": time.time()}))
     follow_transition(task.app, run_id, plan, run.complete(plan, node_id, "succeeded"))
     return {"status": "succeeded"}
 

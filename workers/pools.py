@@ -38,7 +38,7 @@ def serving_experts(pool: str, settings: Settings) -> list[type[Expert]]:
             continue
         reason = cls.unavailable_reason()
         if reason:
-            log.warning("pool %s: %s unavailable: %s", pool, cls.model_id, reason)
+            log.info("pool %s: %s unavailable: %s", pool, cls.model_id, reason)
             continue
         out.append(cls)
     return out
