@@ -10,11 +10,12 @@ from typing import Any
 
 import openai
 
-from shared.errors import LLMError
+from shared.errors import LLMError, LLMOutputError
 from shared.settings import Settings
 
 UsageSink = Callable[[str, int, int, float], None]  # stage, prompt tokens, completion tokens, seconds
 STAGE_HEADER = "X-HGQ-Stage"
+_FORMAT_OVERRIDE: dict[str, str] = {}  # endpoint -> response_format form it accepts (learned once)
 
 
 @lru_cache(maxsize=8)
@@ -34,21 +35,24 @@ class LLM:
         self._max_tokens = settings.llm_max_tokens
         self._on_usage = on_usage
         self._format = settings.llm_response_format
+        self._base_url = settings.openai_base_url
         self._client = _client(settings.openai_base_url, settings.openai_api_key or "no-key", settings.llm_timeout_s)
 
     def chat(self, stage: str, messages: list[dict[str, str]], *, schema: dict[str, Any] | None = None,
              max_tokens: int | None = None, temperature: float = 0.0) -> str:
-        kwargs: dict[str, Any] = {}
-        if schema is not None and self._format == "json_schema":
-            kwargs["response_format"] = {"type": "json_schema",
-                                         "json_schema": {"name": stage, "schema": schema, "strict": False}}
-        elif schema is not None and self._format == "json_object":
-            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        fmt = _FORMAT_OVERRIDE.get(self._base_url, self._format)
         started = time.perf_counter()
         try:
-            reply = self._client.chat.completions.create(
-                model=self.model, messages=messages, temperature=temperature,  # type: ignore[arg-type]
-                max_tokens=max_tokens or self._max_tokens, extra_headers={STAGE_HEADER: stage}, **kwargs)
+            reply = self._create(stage, messages, schema, fmt, max_tokens, temperature)
+        except openai.APIStatusError as exc:
+            if schema is None or fmt != "json_schema" or "json_schema" not in str(exc):
+                raise LLMError(f"LLM endpoint failed in stage '{stage}': {exc}") from exc
+            # llama-cpp-python's server (and some others) take only {"type": "json_object", "schema": ...}
+            _FORMAT_OVERRIDE[self._base_url] = "json_object"
+            try:
+                reply = self._create(stage, messages, schema, "json_object", max_tokens, temperature)
+            except openai.APIError as exc2:
+                raise LLMError(f"LLM endpoint failed in stage '{stage}': {exc2}") from exc2
         except openai.APIError as exc:
             raise LLMError(f"LLM endpoint failed in stage '{stage}': {exc}") from exc
         seconds = time.perf_counter() - started
@@ -62,13 +66,25 @@ class LLM:
             raise LLMError(f"LLM returned an empty message in stage '{stage}'")
         return content
 
+    def _create(self, stage: str, messages: list[dict[str, str]], schema: dict[str, Any] | None, fmt: str,
+                max_tokens: int | None, temperature: float) -> Any:
+        kwargs: dict[str, Any] = {}
+        if schema is not None and fmt == "json_schema":
+            kwargs["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": stage, "schema": schema, "strict": False}}
+        elif schema is not None and fmt == "json_object":
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        return self._client.chat.completions.create(
+            model=self.model, messages=messages, temperature=temperature,  # type: ignore[arg-type]
+            max_tokens=max_tokens or self._max_tokens, extra_headers={STAGE_HEADER: stage}, **kwargs)
+
     def chat_json(self, stage: str, messages: list[dict[str, str]], schema: dict[str, Any]) -> Any:
         """A JSON answer (constrained where the endpoint supports it). Raises LLMError if not JSON."""
         raw = self.chat(stage, messages, schema=schema)
         try:
             return json.loads(_strip_fences(raw))
         except json.JSONDecodeError as exc:
-            raise LLMError(f"LLM answer in stage '{stage}' is not JSON: {exc}: {raw[:200]!r}") from exc
+            raise LLMOutputError(f"LLM answer in stage '{stage}' is not JSON: {exc}: {raw[:200]!r}") from exc
 
 
 def _strip_fences(raw: str) -> str:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 
 from shared.catalog import TASK_TYPES
-from shared.errors import LLMError, PlanError
+from shared.errors import LLMOutputError, PlanError
 from shared.outputs import ArtifactRef
 from shared.plan import ValidatedPlan, parse_plan_json, validate_plan
 from planner_service.llm import LLM
@@ -90,7 +90,7 @@ def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], availa
             raw = llm.chat_json("plan", messages, PLAN_SCHEMA)
             reply_text = json.dumps(raw)
             return validate_plan(parse_plan_json(raw), uploads, available)
-        except LLMError as exc:
+        except LLMOutputError as exc:  # endpoint failures (LLMError) are not repairable: they propagate
             problems = [str(exc)]
             reply_text = "(unparseable)"
         except PlanError as exc:

@@ -96,7 +96,9 @@ class Stack(AbstractContextManager["Stack"]):
         for env in (self.env, os.environ):
             env["OPENAI_BASE_URL"] = base_url
             env["HGQ_LLM_MODEL"] = model
-        self.settings = self.settings.model_copy(update={"openai_base_url": base_url, "llm_model": model})
+            env["HGQ_LLM_RESPONSE_FORMAT"] = "json_object"  # llama.cpp's form of JSON-schema output
+        self.settings = self.settings.model_copy(update={"openai_base_url": base_url, "llm_model": model,
+                                                         "llm_response_format": "json_object"})
         self.say(f"llm: local {model} at {base_url}")
         return base_url
 

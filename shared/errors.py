@@ -23,6 +23,10 @@ class LLMError(HgqError):
     """The LLM endpoint failed or answered something unusable."""
 
 
+class LLMOutputError(LLMError):
+    """The LLM answered, but not in the required form (not JSON): worth one repair round."""
+
+
 class ArtifactError(HgqError):
     """An artifact is missing, expired or too large."""
 

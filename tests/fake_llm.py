@@ -65,7 +65,8 @@ class FakeLLM:
                 stage = self.headers.get("X-HGQ-Stage", "unknown")
                 content, code = fake._reply(stage, body)
                 if code != 200:
-                    self._send(code, {"error": {"message": f"scripted failure {code}", "type": "server_error"}})
+                    self._send(code, {"error": {"message": f"scripted failure {code}: {content}",
+                                                "type": "server_error"}})
                     return
                 self._send(200, {
                     "id": f"chatcmpl-{len(fake.requests)}", "object": "chat.completion", "created": int(time.time()),

@@ -72,3 +72,38 @@ def test_respond_prompt_carries_outputs(client, fake_llm) -> None:  # type: igno
     prompt = fake_llm.calls("respond")[0]["messages"][-1]["content"]
     results = json.loads(prompt.split("Results: ", 1)[1])
     assert results[1]["text"] == "b(a(hello))" and results[1]["model"] == "hgq/diag-text"
+
+
+def test_endpoint_rejecting_json_schema_gets_the_json_object_form(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    seen = []
+
+    def plan_reply(body):  # type: ignore[no-untyped-def]
+        seen.append(body.get("response_format", {}).get("type"))
+        return json.dumps(GOOD_PLAN)
+
+    fake_llm.script("plan", plan_reply)
+    fake_llm.status["plan"] = 200
+    # first answer: the llama.cpp server's refusal of json_schema
+    from tests.fake_llm import FakeLLM  # noqa: F401
+
+    original = fake_llm._reply
+
+    def refuse_schema(stage, body):  # type: ignore[no-untyped-def]
+        if stage == "plan" and body.get("response_format", {}).get("type") == "json_schema":
+            return "Input should be 'text' or 'json_object': json_schema", 500
+        return original(stage, body)
+
+    fake_llm._reply = refuse_schema
+    try:
+        view = _ask(client)
+    finally:
+        fake_llm._reply = original
+    assert view.status == "succeeded", view.error
+    assert seen == ["json_object"]
+
+
+def test_endpoint_down_fails_the_run_without_a_repair_round(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.status["plan"] = 503
+    view = _ask(client)
+    assert view.status == "failed" and "LLM endpoint failed in stage 'plan'" in view.error
+    assert "invalid plan" not in view.error
