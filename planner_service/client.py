@@ -14,7 +14,7 @@ from pathlib import Path
 
 from celery import Celery
 
-from shared.artifacts import ArtifactStore, extension
+from shared.artifacts import ArtifactStore, artifact_file_name
 from shared.errors import ArtifactError, HgqError
 from shared.keys import node_task_id
 from shared.outputs import ArtifactRef, MediaKind
@@ -133,7 +133,7 @@ class HgqClient:
             return None
         folder = artifact_dir / run_id
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"task{node_id}-{ref.id[:12]}.{extension(ref.mime)}"
+        path = folder / artifact_file_name(node_id, ref)
         try:
             path.write_bytes(self.artifacts.get(ref.id))
         except HgqError:

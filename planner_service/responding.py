@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from shared.artifacts import artifact_file_name
 from shared.outputs import TaskOutput
 from shared.plan import ValidatedPlan
 from shared.run_models import NodeInfo
@@ -24,7 +25,8 @@ def describe_results(plan: ValidatedPlan, states: dict[int, str], outputs: dict[
             if text is not None:
                 row["text"] = text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS] + " [...]"
             if out.artifacts:
-                row["files"] = [f"{a.kind} {a.id[:12]}.{a.mime.split('/')[-1]}" for a in out.artifacts]
+                row["files"] = [artifact_file_name(node.id, a) for a in out.artifacts]
+                row.setdefault("text", f"produced {', '.join(a.kind for a in out.artifacts)}: {', '.join(row['files'])}")
         error = infos.get(node.id, NodeInfo()).error
         if row["status"] == "skipped":
             failed_deps = [d for d in node.deps if states.get(d) in ("failed", "skipped")]

@@ -19,6 +19,11 @@ def extension(mime: str) -> str:
     return _EXT.get(mime, mime.split("/")[-1] or "bin")
 
 
+def artifact_file_name(task_id: int, ref: ArtifactRef) -> str:
+    """The name a generated file is known by: in the answer, the CLI's output folder and the API."""
+    return f"task{task_id}-{ref.id[:12]}.{extension(ref.mime)}"
+
+
 class ArtifactStore:
     """Blobs keyed by sha256 with a TTL; storing the same bytes twice stores them once."""
 

@@ -1,0 +1,146 @@
+"""`hgq api` and `hgq keys ...`: the HTTP API alone, and API key management.
+
+planner_service/cli.py calls `register(main)`; `python -m planner_service.cli_api ...` works on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from planner_service.api_settings import get_api_settings
+from shared.settings import get_settings
+
+
+def api_command_line(host: str | None = None, port: int | None = None) -> list[str]:
+    """The command line that runs one API replica (for `hgq up` and tests)."""
+    args = [sys.executable, "-m", "planner_service.cli_api", "api"]
+    if host is not None:
+        args += ["--host", host]
+    if port is not None:
+        args += ["--port", str(port)]
+    return args
+
+
+def start_api_process(stack: Any, host: str | None = None, port: int | None = None,
+                      timeout_s: float = 30) -> str:
+    """Start the API beside a planner_service.stack.Stack (its env, logs and stop); return its URL."""
+    from planner_service.stack import _port_open, wait_for
+
+    api = get_api_settings()
+    host = host or api.api_host
+    port = port if port is not None else api.api_port
+    if _port_open(host, port):
+        from shared.errors import ConfigError
+
+        raise ConfigError(f"port {host}:{port} is in use: set HGQ_API_PORT to another port")
+    proc = stack._spawn("api", api_command_line(host, port))
+    wait_for(lambda: _port_open(host, port), timeout_s, "api", proc)
+    url = f"http://{host}:{port}"
+    stack.say(f"api: {url} (docs at {url}/docs, web page at {url}/)")
+    return url
+
+
+def _err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@click.command("api")
+@click.option("--host", default=None, help="listen address (default HGQ_API_HOST, 127.0.0.1)")
+@click.option("--port", default=None, type=int, help="port (default HGQ_API_PORT, 8000)")
+@click.option("--workers", "workers", default=None, type=int, help="uvicorn processes (default HGQ_API_WORKERS)")
+@click.option("--log-level", default="warning", show_default=True)
+def api_cmd(host: str | None, port: int | None, workers: int | None, log_level: str) -> None:
+    """Serve the HTTP API and the web page (one replica; run more anywhere, all state is in Redis)."""
+    import uvicorn
+
+    from shared.redis_conn import reachable
+
+    api = get_api_settings()
+    settings = get_settings()
+    if not reachable(settings.redis_url):
+        _err(f"warning: Redis at {settings.redis_url} is not reachable yet; /readyz says so until it is")
+    host = host or api.api_host
+    port = port if port is not None else api.api_port
+    _err(f"hgq api on http://{host}:{port} (docs /docs, web page /)")
+    uvicorn.run("planner_service.api:create_api_from_env", factory=True, host=host, port=port,
+                workers=workers or api.api_workers, log_level=log_level, timeout_graceful_shutdown=5,
+                proxy_headers=False)
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """API keys: each key belongs to a user; Redis stores only its sha256."""
+
+
+def _keys():  # type: ignore[no-untyped-def]
+    from planner_service.auth import ApiKeys
+    from shared.redis_conn import text_redis
+
+    settings = get_settings()
+    return ApiKeys(text_redis(settings.redis_url), settings.key_prefix)
+
+
+@keys_group.command("create")
+@click.argument("name")
+@click.option("--rpm", type=int, default=None, help="requests per minute for this user (default HGQ_API_RATE_PER_MINUTE)")
+@click.option("--max-concurrent", type=int, default=None, help="runs in flight for this user (default HGQ_API_MAX_CONCURRENT)")
+def keys_create(name: str, rpm: int | None, max_concurrent: int | None) -> None:
+    """Create a key for user NAME and print it (shown once)."""
+    import redis
+
+    try:
+        key, info = _keys().create(name, rpm=rpm, max_concurrent=max_concurrent)
+    except ValueError as exc:
+        _err(f"error: {exc}")
+        sys.exit(2)
+    except redis.RedisError as exc:
+        _err(f"error: Redis is not reachable: {exc}")
+        sys.exit(1)
+    _err(f"key {info.key_id} for user {info.user} (store it now: it is not shown again)")
+    click.echo(key)
+
+
+@keys_group.command("list")
+def keys_list() -> None:
+    """Key ids, users and creation times (never the keys)."""
+    infos = _keys().list()
+    if not infos:
+        _err("no API keys (hgq keys create NAME)")
+    for info in infos:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
+        click.echo(f"{info.key_id}  {info.user:<24} {stamp}")
+
+
+@keys_group.command("revoke")
+@click.argument("key_id_or_user")
+def keys_revoke(key_id_or_user: str) -> None:
+    """Revoke a key (by its id, or the key) or every key of a user."""
+    gone = _keys().revoke(key_id_or_user)
+    if not gone:
+        _err(f"error: no key or user {key_id_or_user!r}")
+        sys.exit(1)
+    for info in gone:
+        click.echo(f"revoked {info.key_id} ({info.user})")
+
+
+def register(main: click.Group) -> None:
+    """Add `api` and `keys` to the hgq command group."""
+    main.add_command(api_cmd, "api")
+    main.add_command(keys_group, "keys")
+
+
+@click.group()
+def _standalone() -> None:
+    """hgq API commands."""
+
+
+register(_standalone)
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    _standalone()

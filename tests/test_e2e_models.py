@@ -1,0 +1,66 @@
+"""Cross-modal chains on real models through the real stack (HuggingGPT gets both wrong)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.run_models import RequestCreate
+from shared.plan import parse_plan_json
+from tests.helpers import wait_final
+from tests.media import words
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+pytestmark = pytest.mark.slow
+
+
+def _transcribe(client, art) -> str:  # type: ignore[no-untyped-def]
+    from workers.audio.experts import WhisperASR
+    from workers.expert import Media, get_expert
+
+    expert = get_expert(WhisperASR.model_id)
+    expert.ensure_loaded()
+    result = expert.run({"audio": Media(client.artifacts.get(art.id), art.mime)}, {"language": "en"})
+    return result.text or ""
+
+
+def test_speech_to_summary_to_speech_speaks_the_summary(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    uploads = client.uploads_for([EXAMPLES / "meeting.wav"])
+    plan = parse_plan_json([
+        {"id": 0, "task": "automatic-speech-recognition", "dep": [-1], "args": {"audio": "meeting.wav"}},
+        {"id": 1, "task": "summarization", "dep": [0], "args": {"text": "<GENERATED>-0"}},
+        {"id": 2, "task": "text-to-speech", "dep": [1], "args": {"text": "<GENERATED>-1"}},
+    ])
+    view = wait_final(client, client.submit(RequestCreate(text="summarise and speak", uploads=uploads, plan=plan)),
+                      timeout_s=180)
+    assert view.status == "succeeded", view.model_dump_json(indent=1)
+    transcript = view.tasks["0"].output.text
+    summary = view.tasks["1"].output.text
+    assert "lisbon" in transcript.lower() and "catering" in transcript.lower()
+    assert 0 < len(summary) < len(transcript)
+    assert view.tasks["1"].model == "summa/textrank"  # LLM chose nothing valid -> top-ranked local model
+    assert len(fake_llm.calls("select")) == 1  # one selection call for the contested task only
+    audio = view.tasks["2"].output.artifact("audio")
+    assert audio is not None and audio.mime == "audio/wav"
+    spoken = set(words(_transcribe(client, audio)))
+    summary_words = words(summary)
+    assert sum(w in spoken for w in summary_words) >= 0.8 * len(summary_words)  # it speaks the SUMMARY
+    assert "catering" not in spoken  # ... not the whole transcript
+
+
+def test_ocr_to_speech_speaks_the_text_in_the_image(client) -> None:  # type: ignore[no-untyped-def]
+    uploads = client.uploads_for([EXAMPLES / "sign.png"])
+    plan = parse_plan_json([
+        {"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "sign.png"}},
+        {"id": 1, "task": "text-classification", "dep": [0], "args": {"text": "<GENERATED>-0"}},
+        {"id": 2, "task": "text-to-speech", "dep": [0], "args": {"text": "<GENERATED>-0"}},
+    ])
+    view = wait_final(client, client.submit(RequestCreate(text="read it", uploads=uploads, plan=plan)),
+                      timeout_s=180)
+    assert view.status == "succeeded", view.model_dump_json(indent=1)
+    assert "Closed on Sundays" in view.tasks["0"].output.text
+    assert view.tasks["1"].output.labels  # sentiment labels with scores
+    spoken = _transcribe(client, view.tasks["2"].output.artifact("audio")).lower()
+    assert "closed on sundays" in spoken
+    assert view.tasks["0"].queue == "vision" and view.tasks["2"].queue == "audio"
