@@ -511,7 +511,7 @@ def create_api(settings: Settings | None = None, api_settings: ApiSettings | Non
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         uploads: list[Upload] = []
         urls: list[tuple[str, str | None, str]] = []
-        if ctype == "multipart/form-data":
+        if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
             try:
                 form = await request.form(max_files=api_settings.api_max_uploads + 1, max_fields=50)
             except Exception as exc:  # noqa: BLE001 - starlette raises several kinds

@@ -31,9 +31,11 @@ def main() -> None:
 @click.option("--plan", "plan_file", type=click.Path(path_type=Path), help="run this plan (JSON), skip planning")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object with the whole run")
 @click.option("--id", "request_id", default=None, help="caller-supplied request id (idempotent)")
+@click.option("--conversation", "conversation_id", default=None,
+              help="conversation id: later turns see earlier ones and can use their files by name")
 @click.option("--timeout", default=900.0, show_default=True, help="seconds to wait for the answer")
 def ask(request: str, files: tuple[Path, ...], plan_file: Path | None, as_json: bool, request_id: str | None,
-        timeout: float) -> None:
+        conversation_id: str | None, timeout: float) -> None:
     """Run REQUEST through plan -> select -> execute -> respond and print the answer."""
     from planner_service.client import HgqClient
     from planner_service.stack import Stack, stack_running
@@ -61,7 +63,8 @@ def ask(request: str, files: tuple[Path, ...], plan_file: Path | None, as_json: 
 
         client = HgqClient(settings, create_app(settings))
         uploads = client.uploads_for(list(files))
-        run_id = client.submit(RequestCreate(text=request, uploads=uploads, plan=plan, request_id=request_id))
+        run_id = client.submit(RequestCreate(text=request, uploads=uploads, plan=plan, request_id=request_id,
+                                             conversation_id=conversation_id))
         say(f"request {run_id} accepted")
         run = _wait(client, run_id, timeout, show=not as_json)
         view = client.view(run_id, artifact_dir=settings.output_dir)

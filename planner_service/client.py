@@ -15,6 +15,7 @@ from pathlib import Path
 from celery import Celery
 
 from shared.artifacts import ArtifactStore, artifact_file_name
+from shared.conversation import ConversationStore
 from shared.errors import ArtifactError, HgqError
 from shared.keys import node_task_id
 from shared.outputs import ArtifactRef, MediaKind
@@ -82,11 +83,18 @@ class HgqClient:
         """Accept a request (idempotent for a caller-supplied id). An explicit plan is checked
         against the catalogue first: an invalid one raises PlanError and nothing is enqueued."""
         if request.plan is not None:
-            validate_plan(request.plan, request.uploads)
+            earlier = self.conversation_files(request.conversation_id)
+            validate_plan(request.plan, {**earlier, **request.uploads})
         run_id = request.request_id or uuid.uuid4().hex[:16]
         if self.run(run_id).create(request.model_copy(update={"request_id": run_id})):
             publish_plan(self.app, run_id)
         return run_id
+
+    def conversation_files(self, conversation_id: str | None) -> dict[str, ArtifactRef]:
+        if conversation_id is None:
+            return {}
+        s = self.settings
+        return ConversationStore(text_redis(s.redis_url), s.key_prefix, conversation_id, s.run_ttl_s).files()
 
     def follow(self, run_id: str) -> Iterator[RunEvent]:
         return self.run(run_id).follow()

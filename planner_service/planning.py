@@ -71,19 +71,25 @@ def _user_message(text: str, uploads: Mapping[str, ArtifactRef]) -> str:
     return f"{text} [files: {files}]"
 
 
-def plan_messages(text: str, uploads: Mapping[str, ArtifactRef], available: set[str]) -> list[dict[str, str]]:
+def plan_messages(text: str, uploads: Mapping[str, ArtifactRef], available: set[str],
+                  history: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system_prompt(available)}]
     for demo_request, demo_plan in _DEMOS:
         if all(t["task"] in available for t in demo_plan):
             messages.append({"role": "user", "content": demo_request})
             messages.append({"role": "assistant", "content": json.dumps({"tasks": demo_plan})})
+    if history:
+        messages.append({"role": "system", "content": "Earlier turns of this conversation follow. Files they "
+                         "name (uploads and generated files) can be used as args by name."})
+        messages += history
     messages.append({"role": "user", "content": _user_message(text, uploads)})
     return messages
 
 
-def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], available: set[str]) -> ValidatedPlan:
+def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], available: set[str],
+                 history: list[dict[str, str]] | None = None) -> ValidatedPlan:
     """Ask the LLM for a plan; on an invalid one, send the problems back once; then PlanError."""
-    messages = plan_messages(text, uploads, available)
+    messages = plan_messages(text, uploads, available, history)
     problems: list[str] = []
     for attempt in range(2):
         try:

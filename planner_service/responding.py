@@ -46,9 +46,10 @@ def fallback_answer(results: list[dict[str, object]], note: str) -> str:
     return "\n".join(lines)
 
 
-def write_answer(llm: LLM, request: str, results: list[dict[str, object]]) -> str:
+def write_answer(llm: LLM, request: str, results: list[dict[str, object]],
+                 history: list[dict[str, str]] | None = None) -> str:
     if not results:
-        messages = [{"role": "system", "content": "You are a helpful assistant."},
+        messages = [{"role": "system", "content": "You are a helpful assistant."}, *(history or []),
                     {"role": "user", "content": request}]
         return llm.chat("respond", messages)
     messages = [

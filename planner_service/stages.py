@@ -7,12 +7,15 @@ from typing import Any
 
 from celery import Celery
 
+from shared.artifacts import artifact_file_name
+from shared.conversation import ConversationStore, Turn
 from shared.errors import HgqError, LLMError
 from shared.redis_conn import text_redis
 from shared.registry import candidates, live_workers
 from shared.run_store import RunStore
 from shared.settings import get_settings
 from shared.plan import validate_plan
+from shared.run_models import RequestCreate
 from planner_service.llm import LLM
 from planner_service.planning import plan_request
 from planner_service.responding import describe_results, fallback_answer, write_answer
@@ -25,6 +28,13 @@ log = logging.getLogger(__name__)
 def _run(run_id: str) -> RunStore:
     settings = get_settings()
     return RunStore(text_redis(settings.redis_url), settings.key_prefix, run_id, settings.run_ttl_s)
+
+
+def conversation(conversation_id: str | None) -> ConversationStore | None:
+    if conversation_id is None:
+        return None
+    s = get_settings()
+    return ConversationStore(text_redis(s.redis_url), s.key_prefix, conversation_id, s.run_ttl_s)
 
 
 def _llm(run: RunStore) -> LLM:
@@ -49,13 +59,18 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
     settings = get_settings()
     served = candidates(live_workers(text_redis(settings.redis_url), settings.key_prefix))
     available = set(served)
+    conv = conversation(request.conversation_id)
     try:
+        if conv is not None and conv.owner() not in (None, request.user):
+            raise HgqError(f"conversation {request.conversation_id} belongs to another user")
+        uploads = {**(conv.files() if conv else {}), **request.uploads}
         llm = _llm(run) if request.plan is None or _needs_llm(request.plan, served) else None
         if request.plan is not None:
-            plan = validate_plan(request.plan, request.uploads, available)
+            plan = validate_plan(request.plan, uploads, available)
         else:
             assert llm is not None
-            plan = plan_request(llm, request.text, request.uploads, available)
+            history = conv.history(settings.conversation_max_tokens) if conv else None
+            plan = plan_request(llm, request.text, uploads, available, history)
         reasons = select_models(llm, request.text, plan, served)
     except HgqError as exc:
         run.fail_before_plan(str(exc))
@@ -89,12 +104,25 @@ def run_respond_stage(app: Celery, run_id: str) -> dict[str, Any]:
     status = "failed" if problems else "succeeded"
     run.set_meta(status="responding")
     error = None
+    request = run.request()
+    conv = conversation(request.conversation_id)
+    history = conv.history(get_settings().conversation_max_tokens) if conv else None
     try:
-        answer = write_answer(_llm(run), run.request().text, results)
+        answer = write_answer(_llm(run), request.text, results, history)
     except LLMError as exc:
         status, error = "failed", f"response stage failed: {exc}"
         answer = fallback_answer(results, "The answer could not be written by the LLM; here are the raw results:")
     if problems and error is None:
         error = f"tasks {sorted(problems)} did not succeed"
-    run.finish(status, answer, error)
+    if run.finish(status, answer, error) and conv is not None:
+        conv.add_turn(_turn(run_id, request, answer, run))
     return {"status": status}
+
+
+def _turn(run_id: str, request: RequestCreate, answer: str, run: RunStore) -> Turn:
+    """The turn as later turns see it: every upload, and every generated file by its name."""
+    files = {name: ref for name, ref in request.uploads.items() if "/" not in name}
+    for node_id, out in run.outputs().items():
+        for ref in out.artifacts:
+            files[artifact_file_name(node_id, ref)] = ref
+    return Turn(run_id=run_id, user=request.user, request=request.text, answer=answer, files=files)

@@ -90,3 +90,13 @@ def plan_task_id(run_id: str) -> str:
 
 def respond_task_id(run_id: str) -> str:
     return f"{run_id}.respond"
+
+
+def conversation_key(prefix: str, conversation_id: str) -> str:
+    """List of Turn JSON, oldest first."""
+    return f"{prefix}:conv:{conversation_id}"
+
+
+def conversation_files_key(prefix: str, conversation_id: str) -> str:
+    """Hash: file name -> ArtifactRef JSON, for every file of every turn."""
+    return f"{prefix}:conv:{conversation_id}:files"

@@ -23,6 +23,7 @@ class RequestCreate(BaseModel):
     uploads: dict[str, ArtifactRef] = Field(default_factory=dict)
     plan: list[PlanTask] | None = None
     request_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{6,64}$")
+    conversation_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     user: str = "local"
 
 

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     llm_max_tokens: int = 1024
     llm_context_tokens: int = 4096
     llm_response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    conversation_max_tokens: int = 1500  # history handed to the LLM, oldest turns dropped first
     # embedded local LLM (used when no OPENAI_BASE_URL is set)
     local_llm: str = "qwen2.5-coder-1.5b"  # or qwen2.5-coder-0.5b
     local_llm_port: int = 0  # 0 = pick a free port

@@ -107,3 +107,87 @@ def test_endpoint_down_fails_the_run_without_a_repair_round(client, fake_llm) ->
     view = _ask(client)
     assert view.status == "failed" and "LLM endpoint failed in stage 'plan'" in view.error
     assert "invalid plan" not in view.error
+
+
+def test_multi_turn_refers_to_an_earlier_generated_image(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import uuid
+    from pathlib import Path
+
+    from PIL import Image
+
+    conv = uuid.uuid4().hex[:12]
+    sign = Path(__file__).resolve().parent.parent / "examples" / "sign.png"
+    fake_llm.script("plan", {"tasks": [{"id": 0, "task": "image-to-image", "dep": [-1],
+                                        "args": {"image": "sign.png", "style": "canny"}}]})
+    fake_llm.script("respond", "Here are the edges: see the generated file.")
+    first = wait_final(client, client.submit(RequestCreate(text="draw the edges of sign.png", conversation_id=conv,
+                                                           uploads=client.uploads_for([sign]))))
+    assert first.status == "succeeded", first.error
+    edges = first.tasks["0"].output.artifact("image")
+    from shared.artifacts import artifact_file_name
+
+    name = artifact_file_name(0, edges)
+    fake_llm.script("plan", {"tasks": [{"id": 0, "task": "image-to-image", "dep": [-1],
+                                        "args": {"image": name, "style": "invert"}}]})
+    second = wait_final(client, client.submit(RequestCreate(text="now invert that image", conversation_id=conv)))
+    assert second.status == "succeeded", second.error
+    plan_call = fake_llm.calls("plan")[1]
+    history = " ".join(m["content"] for m in plan_call["messages"])
+    assert "draw the edges of sign.png" in history and "Here are the edges" in history and name in history
+    inverted = Image.open(io.BytesIO(client.artifacts.get(second.tasks["0"].output.artifact("image").id)))
+    original = Image.open(io.BytesIO(client.artifacts.get(edges.id))).convert("L")
+    assert inverted.size == original.size
+    assert inverted.convert("L").getpixel((5, 5)) == 255 - original.getpixel((5, 5))
+    # the direct answer of a later chat turn gets the history too
+    fake_llm.script("plan", {"tasks": []})
+    third = wait_final(client, client.submit(RequestCreate(text="thanks!", conversation_id=conv)))
+    assert third.status == "succeeded"
+    assert "now invert that image" in " ".join(m["content"] for m in fake_llm.calls("respond")[-1]["messages"])
+
+
+def test_history_is_trimmed_oldest_first() -> None:
+    from shared.conversation import ConversationStore, Turn
+
+    class FakeRedis:  # the trimming logic only reads turns
+        def __init__(self, turns):  # type: ignore[no-untyped-def]
+            self.turns = turns
+
+        def lrange(self, *_):  # type: ignore[no-untyped-def]
+            return [t.model_dump_json() for t in self.turns]
+
+    turns = [Turn(run_id=str(i), user="u", request=f"request {i} " + "x" * 400, answer=f"answer {i}") for i in range(5)]
+    store = ConversationStore(FakeRedis(turns), "hgq", "c", 60)  # type: ignore[arg-type]
+    history = store.history(max_tokens=250)
+    assert [m["content"].split()[1] for m in history if m["role"] == "user"] == ["3", "4"]
+
+
+SUMMARY_PLAN = {"tasks": [{"id": 0, "task": "summarization", "dep": [-1],
+                           "args": {"text": "The venue is booked. The budget is approved. Maria sends invites."}}]}
+
+
+def test_one_select_call_and_its_choice_is_used_with_its_reason(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.script("plan", SUMMARY_PLAN)
+    fake_llm.script("select", {"choices": [{"id": 0, "model": "llm/summarization", "reason": "fluent summary"}]})
+    view = _ask(client, "summarise this")
+    assert view.status == "succeeded"
+    assert view.plan[0]["model"] == "llm/summarization" and view.selection["0"] == "fluent summary"
+    assert view.tasks["0"].output.text.startswith("LLM[")  # ran through the LLM on the text pool
+    assert view.usage["task"].calls == 1 and view.usage["select"].calls == 1
+    options = fake_llm.calls("select")[0]["messages"][-1]["content"]
+    assert "summa/textrank" in options and "llm/summarization" in options
+
+
+def test_a_choice_outside_the_candidates_is_ignored(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.script("plan", SUMMARY_PLAN)
+    fake_llm.script("select", {"choices": [{"id": 0, "model": "gpt-17-ultra", "reason": "best"}]})
+    view = _ask(client, "summarise this")
+    assert view.status == "succeeded"
+    assert view.plan[0]["model"] == "summa/textrank"
+    assert "not a candidate" in view.selection["0"]
+
+
+def test_single_candidates_need_no_select_call(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.script("plan", GOOD_PLAN)
+    _ask(client)
+    assert fake_llm.calls("select") == []
