@@ -130,7 +130,7 @@ def resolve_gguf(settings: Settings, *, models: Mapping[str, GGUFSpec] | None = 
     """
     spec = model_spec(settings.local_llm, models)
 
-    explicit = os.environ.get(PATH_ENV, "").strip()
+    explicit = str(settings.local_llm_path or "").strip()
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
@@ -570,6 +570,7 @@ def ensure_local_llm(settings: Settings | None = None, *, startup_timeout_s: flo
                 alias=spec.alias,
                 port=settings.local_llm_port,
                 n_ctx=settings.llm_context_tokens,
+                n_threads=settings.local_llm_threads or None,
                 startup_timeout_s=startup_timeout_s,
                 log_path=home / "llm-server.log",
             ).start()

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # embedded local LLM (used when no OPENAI_BASE_URL is set)
     local_llm: str = "qwen2.5-coder-1.5b"  # or qwen2.5-coder-0.5b
     local_llm_port: int = 0  # 0 = pick a free port
+    local_llm_path: Path | None = None  # a GGUF file to use instead of the resolved one
+    local_llm_threads: int = 0  # 0 = all cores
 
     # --- execution -----------------------------------------------------------------------
     task_soft_time_limit_s: float = 120.0

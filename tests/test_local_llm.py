@@ -145,8 +145,9 @@ def test_explicit_path_wins_and_must_exist(fake, tmp_path, monkeypatch):
     f = tmp_path / "mine.gguf"
     f.write_bytes(b"gguf")
     monkeypatch.setenv(local_llm.PATH_ENV, str(f))
+    settings = settings.model_copy(update={"local_llm_path": Settings().local_llm_path})  # read from the env
     assert resolve_gguf(settings, models={"fake-llm": spec}) == f
-    monkeypatch.setenv(local_llm.PATH_ENV, str(tmp_path / "nope.gguf"))
+    settings = settings.model_copy(update={"local_llm_path": tmp_path / "nope.gguf"})
     with pytest.raises(ConfigError, match=local_llm.PATH_ENV):
         resolve_gguf(settings, models={"fake-llm": spec})
 
