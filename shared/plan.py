@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 
 from shared.catalog import TASK_TYPES, TaskType
 from shared.errors import PlanError
@@ -76,34 +76,50 @@ class Node(BaseModel):
 
 class ValidatedPlan(BaseModel):
     nodes: list[Node]
+    _index: dict[int, Node] | None = PrivateAttr(None)
+    _succ: dict[int, list[int]] | None = PrivateAttr(None)
+    _desc: dict[int, list[int]] = PrivateAttr(default_factory=dict)
+    _order: list[int] | None = PrivateAttr(None)
 
     def node(self, node_id: int) -> Node:
         return self.by_id()[node_id]
 
     def by_id(self) -> dict[int, Node]:
-        return {n.id: n for n in self.nodes}
+        if self._index is None:
+            self._index = {n.id: n for n in self.nodes}
+        return self._index
 
     def successors(self, node_id: int) -> list[int]:
-        return [n.id for n in self.nodes if node_id in n.deps]
+        if self._succ is None:
+            succ: dict[int, list[int]] = {n.id: [] for n in self.nodes}
+            for n in self.nodes:
+                for d in n.deps:
+                    succ[d].append(n.id)
+            self._succ = succ
+        return self._succ[node_id]
 
     def descendants(self, node_id: int) -> list[int]:
-        """All nodes reachable from node_id, in topological order."""
-        seen: set[int] = set()
-        stack = [node_id]
-        while stack:
-            for succ in self.successors(stack.pop()):
-                if succ not in seen:
-                    seen.add(succ)
-                    stack.append(succ)
-        return [n for n in self.topological_order() if n in seen]
+        """All nodes reachable from node_id, in topological order (computed once per node)."""
+        if node_id not in self._desc:
+            seen: set[int] = set()
+            stack = [node_id]
+            while stack:
+                for succ in self.successors(stack.pop()):
+                    if succ not in seen:
+                        seen.add(succ)
+                        stack.append(succ)
+            self._desc[node_id] = [n for n in self.topological_order() if n in seen]
+        return self._desc[node_id]
 
     def roots(self) -> list[int]:
         return [n.id for n in self.nodes if not n.deps]
 
     def topological_order(self) -> list[int]:
-        order = _topological_order({n.id: n.deps for n in self.nodes})
-        assert order is not None  # validated plans are acyclic
-        return order
+        if self._order is None:
+            order = _topological_order({n.id: n.deps for n in self.nodes})
+            assert order is not None  # validated plans are acyclic
+            self._order = order
+        return self._order
 
 
 def parse_plan_json(raw: str | bytes | list[object]) -> list[PlanTask]:
@@ -243,17 +259,22 @@ def _bind_args(
 
 
 def _topological_order(deps: Mapping[int, list[int]]) -> list[int] | None:
-    """Kahn's algorithm; None when there is a cycle."""
-    remaining = {n: set(d) for n, d in deps.items()}
+    """Kahn's algorithm (smallest id first among ready nodes); None when there is a cycle."""
+    import heapq
+
+    waiting = {n: len(set(d)) for n, d in deps.items()}
+    succ: dict[int, list[int]] = {n: [] for n in deps}
+    for n, ds in deps.items():
+        for d in set(ds):
+            succ.setdefault(d, []).append(n)
+    ready = [n for n, w in waiting.items() if w == 0]
+    heapq.heapify(ready)
     order: list[int] = []
-    ready = sorted(n for n, d in remaining.items() if not d)
     while ready:
-        n = ready.pop(0)
+        n = heapq.heappop(ready)
         order.append(n)
-        for m, d in remaining.items():
-            if n in d:
-                d.discard(n)
-                if not d and m not in order and m not in ready:
-                    ready.append(m)
-        ready.sort()
-    return order if len(order) == len(remaining) else None
+        for m in succ.get(n, []):
+            waiting[m] -= 1
+            if waiting[m] == 0:
+                heapq.heappush(ready, m)
+    return order if len(order) == len(deps) else None

@@ -121,7 +121,8 @@ class RunStore:
         finalize, ready = self._complete(
             keys=[self.k.state, self.k.meta, self.k.waiting, self.k.events, self.k.lease(node)],
             args=[node, outcome, json.dumps([str(s) for s in plan.successors(node)]),
-                  json.dumps([str(d) for d in plan.descendants(node)]), repr(time.time()), json.dumps(extra or {})],
+                  json.dumps([str(d) for d in plan.descendants(node)] if outcome != "succeeded" else []),
+                  repr(time.time()), json.dumps(extra or {})],
         )
         return Transition(ready=_ids(ready), finalize=bool(int(finalize)))
 

@@ -8,12 +8,14 @@ two steps loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from celery import Task
@@ -60,28 +62,44 @@ def _load_plan(run: RunStore) -> ValidatedPlan | None:
     return plan
 
 
-class _LeaseKeeper:
-    """Renews a node's lease in the background while its expert runs."""
+class _LeaseRenewer:
+    """One daemon thread per process renews the leases of the nodes this process is running."""
 
-    def __init__(self, run: RunStore, node: int, token: str, lease_s: float):
-        self._args = (run, node, token, lease_s)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="hgq-lease", daemon=True)
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, int], tuple[RunStore, str, float]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
 
     def _loop(self) -> None:
-        run, node, token, lease_s = self._args
-        while not self._stop.wait(lease_s / 3):
-            try:
-                run.renew(node, token, lease_s)
-            except Exception as exc:  # noqa: BLE001 - a missed renewal only risks a duplicate, which HSETNX absorbs
-                log.warning("lease renewal failed: %s", exc)
+        while True:
+            with self._lock:
+                held = list(self._held.items())
+            interval = min((lease for _, (_, _, lease) in held), default=get_settings().lease_s) / 3
+            for (_, node), (run, token, lease_s) in held:
+                try:
+                    run.renew(node, token, lease_s)
+                except Exception as exc:  # noqa: BLE001 - a missed renewal only risks a duplicate, which HSETNX absorbs
+                    log.warning("lease renewal failed: %s", exc)
+            time.sleep(interval)
 
-    def __enter__(self) -> _LeaseKeeper:
-        self._thread.start()
-        return self
+    @contextlib.contextmanager
+    def holding(self, run: RunStore, node: int, token: str, lease_s: float) -> Iterator[None]:
+        key = (run.run_id, node)
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid():  # (re)start after a fork
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._loop, name="hgq-lease", daemon=True)
+                self._thread.start()
+            self._held[key] = (run, token, lease_s)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.pop(key, None)
 
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
+
+_leases = _LeaseRenewer()
 
 
 def execute_node(task: Task, run_id: str, node_id: int) -> dict[str, Any]:
@@ -117,7 +135,7 @@ def execute_node(task: Task, run_id: str, node_id: int) -> dict[str, Any]:
     run.set_info(node_id, info)
     ctx_token = current_run.set(run)
     try:
-        with _LeaseKeeper(run, node_id, token, settings.lease_s):
+        with _leases.holding(run, node_id, token, settings.lease_s):
             output = _run_expert(node, run, settings)
     except TransientExpertError as exc:
         run.release(node_id, token)
