@@ -66,12 +66,14 @@ def blob_meta_key(prefix: str, artifact_id: str) -> str:
     return f"{prefix}:blobmeta:{artifact_id}"
 
 
-def worker_key(prefix: str, hostname: str) -> str:
-    return f"{prefix}:worker:{hostname}"
+def workers_key(prefix: str) -> str:
+    """Hash: worker hostname -> WorkerAnnouncement JSON."""
+    return f"{prefix}:workers"
 
 
-def worker_pattern(prefix: str) -> str:
-    return f"{prefix}:worker:*"
+def workers_expiry_key(prefix: str) -> str:
+    """Sorted set: worker hostname -> heartbeat expiry (unix seconds)."""
+    return f"{prefix}:workers:expiry"
 
 
 def runs_index_key(prefix: str) -> str:

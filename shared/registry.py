@@ -7,7 +7,7 @@ import time
 import redis
 from pydantic import BaseModel, Field
 
-from shared.keys import worker_key, worker_pattern
+from shared.keys import workers_expiry_key, workers_key
 
 
 class ServedModel(BaseModel):
@@ -29,19 +29,36 @@ class WorkerAnnouncement(BaseModel):
 
 
 def announce(client: redis.Redis, prefix: str, ann: WorkerAnnouncement, ttl_s: float) -> None:
+    """Record the worker with an expiry: a worker that stops beating drops out after ttl_s."""
     ann.seen_at = time.time()
-    client.set(worker_key(prefix, ann.hostname), ann.model_dump_json(), px=int(ttl_s * 1000))
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(workers_key(prefix), ann.hostname, ann.model_dump_json())
+    pipe.zadd(workers_expiry_key(prefix), {ann.hostname: ann.seen_at + ttl_s})
+    pipe.execute()
 
 
 def withdraw(client: redis.Redis, prefix: str, hostname: str) -> None:
-    client.delete(worker_key(prefix, hostname))
+    pipe = client.pipeline(transaction=True)
+    pipe.hdel(workers_key(prefix), hostname)
+    pipe.zrem(workers_expiry_key(prefix), hostname)
+    pipe.execute()
 
 
 def live_workers(client: redis.Redis, prefix: str) -> list[WorkerAnnouncement]:
-    keys = list(client.scan_iter(match=worker_pattern(prefix), count=500))
-    if not keys:
+    """Workers whose heartbeat has not expired (two O(log n) reads, no keyspace scan)."""
+    now = time.time()
+    names = client.zrangebyscore(workers_expiry_key(prefix), now, "+inf")
+    if not names:
         return []
-    return [WorkerAnnouncement.model_validate_json(raw) for raw in client.mget(keys) if raw]
+    return [WorkerAnnouncement.model_validate_json(raw) for raw in client.hmget(workers_key(prefix), names) if raw]
+
+
+def prune(client: redis.Redis, prefix: str) -> int:
+    """Forget workers whose heartbeat expired long ago (an hour)."""
+    stale = client.zrangebyscore(workers_expiry_key(prefix), "-inf", time.time() - 3600)
+    for name in stale:
+        withdraw(client, prefix, name)
+    return len(stale)
 
 
 def candidates(workers: list[WorkerAnnouncement]) -> dict[str, list[ServedModel]]:

@@ -10,7 +10,7 @@ import time
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from shared.redis_conn import text_redis
-from shared.registry import WorkerAnnouncement, announce, withdraw
+from shared.registry import WorkerAnnouncement, announce, prune, withdraw
 from shared.settings import LLM_QUEUE, POOLS, get_settings
 from workers.expert import get_expert
 from workers.pools import import_pool, served_models, serving_experts
@@ -67,6 +67,7 @@ def _start_heartbeat(sender: object, **_: object) -> None:
             _stop.wait(settings.worker_heartbeat_s)
 
     announce(client, settings.key_prefix, ann, ttl_s=settings.worker_heartbeat_s * 3)
+    prune(client, settings.key_prefix)
     threading.Thread(target=beat, name="hgq-heartbeat", daemon=True).start()
 
 
