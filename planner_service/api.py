@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 import time
@@ -32,10 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from planner_service.api_settings import ApiSettings, get_api_settings
 from planner_service.auth import ApiKeys, Limiter, Ownership
 from planner_service.client import HgqClient, sniff_media
 from shared.catalog import TASK_TYPES
+from shared.conversation import ConversationStore
 from shared.errors import ArtifactError, HgqError, PlanError, RunNotFound
 from shared.keys import run_keys
 from shared.outputs import ArtifactRef
@@ -49,6 +50,8 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 RUN_ID = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 ARTIFACT_ID = re.compile(r"^[0-9a-f]{64}$")
+CONVERSATION_PATTERN = r"^[A-Za-z0-9_-]{1,48}$"
+CONVERSATION_ID = re.compile(CONVERSATION_PATTERN)
 MAX_TEXT = 20_000
 
 
@@ -72,25 +75,35 @@ def _error_body(status: int, message: str, type_: str, field: str | None,
     return {"error": err}
 
 
+_UNION_LABELS = {"str", "int", "float", "bool", "none", "list", "dict"}
+
+
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    """A pydantic error location as a field path; union-branch labels are left out."""
+    parts: list[str] = []
+    for p in loc:
+        p = str(p)
+        if p in ("body", "query", "path", "header") and not parts:
+            continue
+        if "[" in p or p in _UNION_LABELS or (parts and parts[-1] == p):
+            continue  # 'list[tagged-union[...]]', 'str', or a discriminator tag equal to its field
+        parts.append(p)
     out = ""
     for p in parts:
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
     return out or "body"
 
 
-def _validation_error(exc: ValidationError | RequestValidationError, prefix: str = "") -> ApiError:
+def _validation_error(exc: ValidationError | RequestValidationError) -> ApiError:
+    """A 422 naming every bad field as a path: `plan[0].id`, `messages[1].content[0]`. Of the
+    errors of a union's branches, the deepest (the branch the input was meant for) are kept."""
     details = []
     for err in exc.errors():
-        loc = list(err.get("loc", ()))
-        if err.get("type") == "json_invalid":
-            field = "body"
-        else:
-            field = _loc(loc)
-            if prefix:
-                field = prefix if field == "body" else f"{prefix}.{field}" if not field.startswith("[") else prefix + field
+        field = "body" if err.get("type") == "json_invalid" else _loc(list(err.get("loc", ())))
         details.append({"field": field, "problem": str(err.get("msg"))})
+    details = [d for d in details
+               if not any(e["field"].startswith((d["field"] + ".", d["field"] + "[")) for e in details)]
+    details = [d for i, d in enumerate(details) if d not in details[:i]]
     first = details[0] if details else {"field": "body", "problem": "invalid"}
     message = "; ".join(f"{d['field']}: {d['problem']}" for d in details)
     return ApiError(422, message, field=first["field"], details=details)
@@ -111,6 +124,7 @@ class RequestIn(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_TEXT)
     plan: list[PlanTask] | None = None
     request_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{6,64}$")
+    conversation_id: str | None = Field(None, pattern=CONVERSATION_PATTERN)
     files: list[FileIn] = Field(default_factory=list)
 
     @field_validator("plan", mode="before")
@@ -184,7 +198,7 @@ class Upload(BaseModel):
 class Service:
     """Everything a handler needs; built once per app (per replica process)."""
 
-    def __init__(self, settings: Settings, api: ApiSettings, client: HgqClient | None = None):
+    def __init__(self, settings: Settings, api: Settings, client: HgqClient | None = None):
         self.settings = settings
         self.api = api
         if client is None:
@@ -220,8 +234,24 @@ class Service:
             raise ApiError(404, f"no request {run_id}", "not_found_error", "request_id")
 
     # --- submission -----------------------------------------------------------------------------
+    def conversation(self, user: str, conversation_id: str | None) -> str | None:
+        """The stored id of a user's conversation: namespaced by user, so that nobody can reach
+        another user's conversation (its history or its files) by guessing its id."""
+        if conversation_id is None:
+            return None
+        internal = f"{hashlib.sha256(user.encode()).hexdigest()[:12]}-{conversation_id}"
+        store = ConversationStore(self.r, self.settings.key_prefix, internal, self.settings.run_ttl_s)
+        if store.owner() not in (None, user):
+            raise ApiError(404, f"no conversation {conversation_id}", "not_found_error", "conversation_id")
+        return internal
+
+    @staticmethod
+    def public_conversation(internal: str | None) -> str | None:
+        return internal.split("-", 1)[1] if internal and "-" in internal else internal
+
     def submit(self, user: str, text: str, plan: list[PlanTask] | None, request_id: str | None,
-               uploads: list[Upload], urls: list[tuple[str, str | None, str]]) -> tuple[str, bool]:
+               uploads: list[Upload], urls: list[tuple[str, str | None, str]],
+               conversation_id: str | None = None) -> tuple[str, bool]:
         """Limits, uploads, then the request. Returns (run id, created)."""
         limits = self.keys.limits(user, self.api.api_rate_per_minute, self.api.api_max_concurrent)
         wait = self.limiter.hit(user, limits.rpm)
@@ -239,13 +269,15 @@ class Service:
             raise ApiError(413, f"too many files: at most {self.api.api_max_uploads} per request", field="files")
         for url, name, field in urls:
             uploads.append(self.fetch(url, name, field))
+        conversation = self.conversation(user, conversation_id)
         refs = self.store_uploads(user, uploads)
         run_id = request_id or uuid.uuid4().hex[:16]
         if not self.limiter.acquire(user, run_id, limits.max_concurrent):
             raise ApiError(429, f"too many requests in flight: at most {limits.max_concurrent} at once",
                            "rate_limit_error", None, {"Retry-After": "2"})
         try:
-            self.client.submit(RequestCreate(text=text, uploads=refs, plan=plan, request_id=run_id, user=user))
+            self.client.submit(RequestCreate(text=text, uploads=refs, plan=plan, request_id=run_id, user=user,
+                                             conversation_id=conversation))
         except PlanError as exc:
             self.limiter.release(user, run_id)
             raise ApiError(422, str(exc), field="plan",
@@ -253,6 +285,9 @@ class Service:
         except BaseException:
             self.limiter.release(user, run_id)
             raise
+        if request_id is not None and self.owners.owner(run_id) != user:  # lost a race for the same id
+            self.limiter.release(user, run_id)
+            raise ApiError(409, "request_id is already used; choose another", field="request_id")
         self.owners.record_run(user, run_id)
         return run_id, True
 
@@ -314,11 +349,12 @@ class Service:
             pipe.hmget(run_keys(self.settings.key_prefix, run_id).meta,
                        ["status", "created_at", "finished_at", "request", "response"])
         out = []
-        for run_id, (status, created, finished, request, response) in zip(ids, pipe.execute()):
+        for run_id, (status, created, finished, request, response) in zip(ids, pipe.execute(), strict=True):
             if status is None:
                 continue  # expired
-            text = json.loads(request).get("text", "") if request else ""
-            out.append({"request_id": run_id, "status": status, "request": text, "response": response,
+            req = json.loads(request) if request else {}
+            out.append({"request_id": run_id, "status": status, "request": req.get("text", ""), "response": response,
+                        "conversation_id": self.public_conversation(req.get("conversation_id")),
                         "created_at": float(created) if created else None,
                         "finished_at": float(finished) if finished else None})
         return out
@@ -428,6 +464,40 @@ def _sse(data: dict[str, Any] | str, event: str | None = None, eid: str | None =
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+class _BodyLimit:
+    """ASGI middleware: refuse a body whose Content-Length is over the limit (413) before it is read,
+    and mark every response `X-Content-Type-Options: nosniff`. (Plain ASGI: streams pass untouched.)"""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        problem = None
+        if length is not None:
+            if not length.isdigit():
+                problem = (400, "bad Content-Length", "Content-Length")
+            elif int(length) > self.max_bytes:
+                problem = (413, f"body of {int(length)} bytes exceeds the limit of {self.max_bytes} bytes", "body")
+        if problem is not None:
+            status, message, field = problem
+            await JSONResponse(_error_body(status, message, "invalid_request_error", field), status_code=status,
+                               headers={"X-Content-Type-Options": "nosniff"})(scope, receive, send)
+            return
+
+        async def send_nosniff(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-content-type-options", b"nosniff")]
+            await send(message)
+
+        await self.app(scope, receive, send_nosniff)
+
+
 async def current_user(request: Request) -> str:
     """The user of the request's Bearer key (401 when missing or invalid)."""
     svc: Service = request.app.state.service
@@ -438,10 +508,10 @@ User = Annotated[str, Depends(current_user)]
 
 
 # --- the app --------------------------------------------------------------------------------------
-def create_api(settings: Settings | None = None, api_settings: ApiSettings | None = None,
+def create_api(settings: Settings | None = None, api_settings: Settings | None = None,
                client: HgqClient | None = None) -> FastAPI:
     settings = settings or get_settings()
-    api_settings = api_settings or get_api_settings()
+    api_settings = api_settings or settings
     svc = Service(settings, api_settings, client)
 
     from contextlib import asynccontextmanager
@@ -480,20 +550,7 @@ def create_api(settings: Settings | None = None, api_settings: ApiSettings | Non
         status = 404 if isinstance(exc, RunNotFound) else 400
         return JSONResponse(_error_body(status, str(exc), "invalid_request_error", None), status_code=status)
 
-    @app.middleware("http")
-    async def _limits_and_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                return JSONResponse(_error_body(400, "bad Content-Length", "invalid_request_error", "Content-Length"),
-                                    status_code=400)
-            if int(length) > api_settings.api_max_body_bytes:
-                return JSONResponse(_error_body(413, f"body of {length} bytes exceeds the limit of "
-                                                     f"{api_settings.api_max_body_bytes}", "invalid_request_error",
-                                                "body"), status_code=413)
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return response
+    app.add_middleware(_BodyLimit, max_bytes=api_settings.api_max_body_bytes)
 
     # --- requests ------------------------------------------------------------------------------
     body_doc = {
@@ -501,7 +558,7 @@ def create_api(settings: Settings | None = None, api_settings: ApiSettings | Non
             "application/json": {"schema": {"$ref": "#/components/schemas/RequestIn"}},
             "multipart/form-data": {"schema": {"type": "object", "required": ["text"], "properties": {
                 "text": {"type": "string"}, "plan": {"type": "string", "description": "plan JSON"},
-                "request_id": {"type": "string"},
+                "request_id": {"type": "string"}, "conversation_id": {"type": "string"},
                 "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
         }}}
 
@@ -532,6 +589,11 @@ def create_api(settings: Settings | None = None, api_settings: ApiSettings | Non
             request_id = form.get("request_id") or None
             if request_id is not None and (not isinstance(request_id, str) or not RUN_ID.match(request_id)):
                 raise ApiError(422, "request_id: 6-64 characters of letters, digits, _ and -", field="request_id")
+            conversation_id = form.get("conversation_id") or None
+            if conversation_id is not None and (not isinstance(conversation_id, str)
+                                                or not CONVERSATION_ID.match(conversation_id)):
+                raise ApiError(422, "conversation_id: 1-48 characters of letters, digits, _ and -",
+                               field="conversation_id")
             files = [f for key in ("files", "file") for f in form.getlist(key)]
             if len(files) > api_settings.api_max_uploads:
                 raise ApiError(413, f"too many files: at most {api_settings.api_max_uploads} per request",
@@ -553,7 +615,7 @@ def create_api(settings: Settings | None = None, api_settings: ApiSettings | Non
                 body = RequestIn.model_validate(data)
             except ValidationError as exc:
                 raise _validation_error(exc) from exc
-            text, plan, request_id = body.text, body.plan, body.request_id
+            text, plan, request_id, conversation_id = body.text, body.plan, body.request_id, body.conversation_id
             for i, f in enumerate(body.files):
                 field = f"files[{i}]"
                 if (f.data is None) == (f.url is None):
@@ -570,7 +632,8 @@ def create_api(settings: Settings | None = None, api_settings: ApiSettings | Non
         else:
             raise ApiError(415, f"Content-Type {ctype!r}: send application/json or multipart/form-data",
                            field="Content-Type")
-        run_id, _ = await run_in_threadpool(svc.submit, user, text, plan, request_id, uploads, urls)
+        run_id, _ = await run_in_threadpool(svc.submit, user, text, plan, request_id, uploads, urls,
+                                            conversation_id)
         body_out = Accepted(request_id=run_id, status="accepted", status_url=f"/v1/requests/{run_id}",
                             events_url=f"/v1/requests/{run_id}/events")
         return JSONResponse(body_out.model_dump(), status_code=202, headers={"Location": body_out.status_url})
@@ -635,6 +698,7 @@ def create_api(settings: Settings | None = None, api_settings: ApiSettings | Non
         name = _safe_name(ref.name or artifact_id[:12], ref.mime)
         return Response(content=data, media_type=ref.mime, headers={
             "Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "private, max-age=3600",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
             "ETag": f'"{artifact_id}"'})
 
     # --- OpenAI-compatible ---------------------------------------------------------------------
@@ -863,7 +927,7 @@ def _hgq_extra(view: RunPublic) -> dict[str, Any]:
 
 def create_api_from_env() -> FastAPI:
     """uvicorn factory: settings from the environment."""
-    return create_api(get_settings(), get_api_settings())
+    return create_api(get_settings())
 
 
 __all__ = ["create_api", "create_api_from_env", "ApiError"]

@@ -190,16 +190,21 @@ class Limiter:
             pipe.hget(run_keys(self.prefix, run_id).meta, "status")
         statuses = pipe.execute()
         now = time.time()
-        done = [run_id for (run_id, added), status in zip(members, statuses)
+        done = [run_id for (run_id, added), status in zip(members, statuses, strict=True)
                 if (status in FINAL_RUN_STATUSES) or (status is None and now - added > self.GRACE_S)]
         if done:
             self.r.zrem(key, *done)
         return len(members) - len(done)
 
     def acquire(self, user: str, run_id: str, limit: int) -> bool:
-        self.prune(user)
-        return bool(self._acquire(keys=[user_active_key(self.prefix, user)],
-                                  args=[run_id, limit, repr(time.time()), self.ttl]))
+        """Reserve a slot for run_id; finished runs are pruned only when the set looks full."""
+        key = user_active_key(self.prefix, user)
+        for attempt in range(2):
+            if self._acquire(keys=[key], args=[run_id, limit, repr(time.time()), self.ttl]):
+                return True
+            if attempt == 0 and self.prune(user) >= limit:
+                return False
+        return False
 
     def release(self, user: str, run_id: str) -> None:
         self.r.zrem(user_active_key(self.prefix, user), run_id)

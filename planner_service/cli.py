@@ -50,6 +50,20 @@ def ask(request: str, files: tuple[Path, ...], plan_file: Path | None, as_json: 
     except PlanError as exc:
         _err(f"error: {exc}")
         sys.exit(2)
+    if settings.api_url:  # a remote hgq: same progress and output, through its HTTP API
+        from planner_service.cli_api import ask_via_api
+
+        try:
+            view = ask_via_api(settings.api_url, settings.api_key, request, list(files), plan, request_id,
+                               conversation_id, timeout, show=not as_json, output_dir=settings.output_dir)
+        except PlanError as exc:
+            _err(f"error: {exc}")
+            sys.exit(2)
+        except HgqError as exc:
+            _err(f"error: {exc}")
+            sys.exit(1)
+        _print_view(view, as_json)
+        sys.exit(0 if view.status == "succeeded" else 1)
     say = (lambda _m: None) if as_json else _err
     stack = Stack(settings, say=lambda m: say(f"[stack] {m}"), log_dir=settings.home / "logs")
     try:
@@ -205,6 +219,9 @@ def up(no_flower: bool) -> None:
         stack.ensure_redis()
         stack.ensure_llm()
         stack.start_workers()
+        from planner_service.cli_api import start_api_process
+
+        _err(f"api: {start_api_process(stack)} (web page at /, OpenAPI docs at /docs)")
         if not no_flower:
             stack.start_flower()
         _err(f"hgq is up (logs in {settings.home / 'logs'}); Ctrl-C stops it")
@@ -288,7 +305,9 @@ def status() -> None:
         click.echo(f"{q:<7} workers={len(ws)} queued={lengths[q]} tasks={','.join(kinds) or '-'}")
 
 
+from planner_service.cli_api import register as _register_api  # noqa: E402  (api, keys)
+
+_register_api(main)
+
 if __name__ == "__main__":
     main()
-
-__all__ = ["main", "POOLS"]

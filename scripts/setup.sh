@@ -10,6 +10,7 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v tesseract >/dev/null || need_apt+=(tesseract-ocr tesseract-ocr-eng)
 [ -d /usr/share/fonts/truetype/dejavu ] || need_apt+=(fonts-dejavu-core)
+{ command -v chromium && command -v chromedriver; } >/dev/null || need_apt+=(chromium chromium-driver)  # web page test
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   if [ -n "$SUDO" ] && ! command -v sudo >/dev/null; then

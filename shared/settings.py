@@ -6,10 +6,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+import json
+from typing import Annotated
+
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 POOLS: tuple[str, ...] = ("text", "vision", "audio")
+DEFAULT_API_MIME = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp",
+                    "audio/wav", "audio/flac", "audio/ogg", "audio/mpeg")
 LLM_QUEUE = "llm"
 ALL_QUEUES: tuple[str, ...] = (*POOLS, LLM_QUEUE)
 
@@ -59,6 +64,42 @@ class Settings(BaseSettings):
     flower_host: str = "127.0.0.1"
     home: Path = Path.home() / ".cache" / "hgq"
     model_dir: Path | None = None
+
+    # --- HTTP API (planner_service/api.py) --------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=0, le=65535)
+    api_workers: int = Field(1, ge=1)  # uvicorn processes of one replica
+    # auth: with api_auth off, a request without a key is user "local" (single-user laptops)
+    api_auth: bool = True
+    # per-user limits
+    api_rate_per_minute: int = Field(60, ge=1)  # submissions (requests + chat completions) per minute
+    api_max_concurrent: int = Field(8, ge=1)  # runs not yet final
+    api_max_upload_bytes: int = Field(16 * 1024 * 1024, ge=1)  # one file
+    api_max_uploads: int = Field(8, ge=0)  # files per request
+    api_max_body_bytes: int = Field(80 * 1024 * 1024, ge=1)  # one HTTP body
+    api_allowed_mime: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_API_MIME))
+    # hosts whose URLs hgq may fetch (image_url / input URLs); empty: never fetch a URL
+    api_fetch_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_fetch_timeout_s: float = 10.0
+    # streaming and waiting
+    api_sse_block_ms: int = Field(2000, ge=50)  # one XREAD wait
+    api_sse_ping_s: float = 15.0  # keep-alive comment period
+    api_chat_timeout_s: float = 600.0  # non-streaming chat completion: wait this long for the answer
+    api_model_name: str = "hgq"  # the model name /v1/models lists
+    api_history: int = Field(200, ge=1)  # runs kept in a user's history index
+    # client side: `hgq ask` goes through this API when a URL is set
+    api_url: str | None = None  # HGQ_API_URL, e.g. http://127.0.0.1:8000
+    api_key: str | None = None  # HGQ_API_KEY
+
+    @field_validator("api_fetch_hosts", "api_allowed_mime", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        """Accept a comma-separated string as well as a JSON list."""
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return [str(v).strip().lower() for v in json.loads(value)]
+            return [v.strip().lower() for v in value.split(",") if v.strip()]
+        return value
 
     @field_validator("task_hard_time_limit_s")
     @classmethod
