@@ -16,6 +16,7 @@ from shared.settings import Settings
 UsageSink = Callable[[str, int, int, float], None]  # stage, prompt tokens, completion tokens, seconds
 STAGE_HEADER = "X-HGQ-Stage"
 _FORMAT_OVERRIDE: dict[str, str] = {}  # endpoint -> response_format form it accepts (learned once)
+_NO_STREAM_USAGE: set[str] = set()  # endpoints that refuse stream_options
 
 
 @lru_cache(maxsize=8)
@@ -39,7 +40,10 @@ class LLM:
         self._client = _client(settings.openai_base_url, settings.openai_api_key or "no-key", settings.llm_timeout_s)
 
     def chat(self, stage: str, messages: list[dict[str, str]], *, schema: dict[str, Any] | None = None,
-             max_tokens: int | None = None, temperature: float = 0.0) -> str:
+             max_tokens: int | None = None, temperature: float = 0.0,
+             on_delta: Callable[[str], None] | None = None) -> str:
+        if on_delta is not None and schema is None:
+            return self._chat_stream(stage, messages, max_tokens, temperature, on_delta)
         fmt = _FORMAT_OVERRIDE.get(self._base_url, self._format)
         started = time.perf_counter()
         try:
@@ -63,6 +67,46 @@ class LLM:
             self._on_usage(stage, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0, seconds)
         content = reply.choices[0].message.content
         if content is None:
+            raise LLMError(f"LLM returned an empty message in stage '{stage}'")
+        return content
+
+    def _chat_stream(self, stage: str, messages: list[dict[str, str]], max_tokens: int | None,
+                     temperature: float, on_delta: Callable[[str], None]) -> str:
+        """Stream the answer, handing each piece to on_delta as it is generated."""
+        started = time.perf_counter()
+        extra: dict[str, Any] = {} if self._base_url in _NO_STREAM_USAGE else {
+            "stream_options": {"include_usage": True}}
+        try:
+            try:
+                stream = self._client.chat.completions.create(
+                    model=self.model, messages=messages, temperature=temperature,  # type: ignore[arg-type]
+                    max_tokens=max_tokens or self._max_tokens, extra_headers={STAGE_HEADER: stage}, stream=True,
+                    **extra)
+            except openai.APIStatusError as exc:
+                if "stream_options" not in str(exc):
+                    raise
+                _NO_STREAM_USAGE.add(self._base_url)  # endpoint without streamed usage: count pieces
+                stream = self._client.chat.completions.create(
+                    model=self.model, messages=messages, temperature=temperature,  # type: ignore[arg-type]
+                    max_tokens=max_tokens or self._max_tokens, extra_headers={STAGE_HEADER: stage}, stream=True)
+            pieces: list[str] = []
+            usage = None
+            for chunk in stream:
+                if getattr(chunk, "usage", None):
+                    usage = chunk.usage
+                for choice in chunk.choices or []:
+                    delta = choice.delta.content if choice.delta else None
+                    if delta:
+                        pieces.append(delta)
+                        on_delta(delta)
+        except openai.APIError as exc:
+            raise LLMError(f"LLM endpoint failed in stage '{stage}': {exc}") from exc
+        content = "".join(pieces)
+        if self._on_usage is not None:
+            prompt = usage.prompt_tokens if usage else sum(len(m["content"]) for m in messages) // 4
+            self._on_usage(stage, prompt, usage.completion_tokens if usage else len(pieces),
+                           time.perf_counter() - started)
+        if not content:
             raise LLMError(f"LLM returned an empty message in stage '{stage}'")
         return content
 

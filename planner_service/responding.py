@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from shared.artifacts import artifact_file_name
 from shared.outputs import TaskOutput
@@ -47,11 +48,12 @@ def fallback_answer(results: list[dict[str, object]], note: str) -> str:
 
 
 def write_answer(llm: LLM, request: str, results: list[dict[str, object]],
-                 history: list[dict[str, str]] | None = None) -> str:
+                 history: list[dict[str, str]] | None = None, on_delta: Callable[[str], None] | None = None) -> str:
+    """The answer, streamed piece by piece to `on_delta` as the LLM generates it."""
     if not results:
         messages = [{"role": "system", "content": "You are a helpful assistant."}, *(history or []),
                     {"role": "user", "content": request}]
-        return llm.chat("respond", messages)
+        return llm.chat("respond", messages, on_delta=on_delta)
     messages = [
         {"role": "system", "content": (
             "You answer a user's request from the results of AI models that ran for it. Start with the direct "
@@ -59,4 +61,4 @@ def write_answer(llm: LLM, request: str, results: list[dict[str, object]],
             "was skipped, say so and why. Never invent results. Refer to generated files by their names.")},
         {"role": "user", "content": f"Request: {request}\nResults: {json.dumps(results, ensure_ascii=False)}"},
     ]
-    return llm.chat("respond", messages)
+    return llm.chat("respond", messages, on_delta=on_delta)

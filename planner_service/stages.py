@@ -108,7 +108,8 @@ def run_respond_stage(app: Celery, run_id: str) -> dict[str, Any]:
     conv = conversation(request.conversation_id)
     history = conv.history(get_settings().conversation_max_tokens) if conv else None
     try:
-        answer = write_answer(_llm(run), request.text, results, history)
+        answer = write_answer(_llm(run), request.text, results, history,
+                              on_delta=lambda piece: run.event("answer", delta=piece))
     except LLMError as exc:
         status, error = "failed", f"response stage failed: {exc}"
         answer = fallback_answer(results, "The answer could not be written by the LLM; here are the raw results:")

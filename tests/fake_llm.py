@@ -50,6 +50,26 @@ class FakeLLM:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _stream(self, content: str, body: dict[str, Any]) -> None:
+                """Server-Sent Events chunks, one per word, like an OpenAI streaming response."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                base = {"id": "chatcmpl-stream", "object": "chat.completion.chunk", "created": int(time.time()),
+                        "model": body.get("model", "fake-llm")}
+                words = content.split(" ")
+                for i, word in enumerate(words):
+                    piece = word if i == len(words) - 1 else word + " "
+                    chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    usage = {"prompt_tokens": sum(len(m["content"].split()) for m in body["messages"]),
+                             "completion_tokens": len(words), "total_tokens": 0}
+                    self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
             def do_GET(self) -> None:  # noqa: N802
                 if self.path.rstrip("/").endswith("/models"):
                     self._send(200, {"object": "list", "data": [{"id": "fake-llm", "object": "model"}]})
@@ -67,6 +87,9 @@ class FakeLLM:
                 if code != 200:
                     self._send(code, {"error": {"message": f"scripted failure {code}: {content}",
                                                 "type": "server_error"}})
+                    return
+                if body.get("stream"):
+                    self._stream(content, body)
                     return
                 self._send(200, {
                     "id": f"chatcmpl-{len(fake.requests)}", "object": "chat.completion", "created": int(time.time()),

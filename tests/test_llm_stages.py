@@ -191,3 +191,15 @@ def test_single_candidates_need_no_select_call(client, fake_llm) -> None:  # typ
     fake_llm.script("plan", GOOD_PLAN)
     _ask(client)
     assert fake_llm.calls("select") == []
+
+
+def test_answer_is_streamed_as_events_while_it_is_generated(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.script("plan", GOOD_PLAN)
+    fake_llm.script("respond", "The result is b(a(hello)) and all went well.")
+    view = _ask(client)
+    events = client.run(view.request_id).events()
+    pieces = [e.data["delta"] for e in events if e.type == "answer"]
+    assert len(pieces) == 8 and "".join(pieces) == view.response
+    assert [e.type for e in events].index("done") > max(i for i, e in enumerate(events) if e.type == "answer")
+    assert view.usage["respond"].completion_tokens == 8  # usage from the stream's last chunk
+    assert fake_llm.calls("respond")[0]["stream"] is True
