@@ -1,0 +1,3 @@
+"""Operations for hgq: Prometheus metrics (metrics, multiproc, celery_hooks), JSON logs (logging),
+Flower (flower), `hgq status` (status). Deployment files:
+prometheus.yml, grafana/, k8s/."""

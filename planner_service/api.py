@@ -552,6 +552,16 @@ def create_api(settings: Settings | None = None, api_settings: Settings | None =
 
     app.add_middleware(_BodyLimit, max_bytes=api_settings.api_max_body_bytes)
 
+    # --- Prometheus (unauthenticated: scrape it on an internal network only) -----------------------
+    from monitoring.metrics import MetricsMiddleware, exposition
+
+    app.add_middleware(MetricsMiddleware)
+
+    @app.get("/metrics", include_in_schema=False)
+    def _metrics() -> Response:
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
+
     # --- requests ------------------------------------------------------------------------------
     body_doc = {
         "requestBody": {"required": True, "content": {
@@ -927,6 +937,9 @@ def _hgq_extra(view: RunPublic) -> dict[str, Any]:
 
 def create_api_from_env() -> FastAPI:
     """uvicorn factory: settings from the environment."""
+    from monitoring.logging import setup_logging
+
+    setup_logging()
     return create_api(get_settings())
 
 

@@ -194,7 +194,9 @@ def show(request_id: str, as_json: bool) -> None:
 @click.option("--concurrency", "-c", type=int, default=None, help="processes (threads for the llm pool)")
 @click.option("--pool-impl", type=click.Choice(["prefork", "threads", "solo"]), default=None)
 @click.option("--loglevel", default="INFO")
-def worker(pool: str, concurrency: int | None, pool_impl: str | None, loglevel: str) -> None:
+@click.option("--autoscale", default=None, metavar="MAX,MIN",
+              help="prefork: grow to MAX processes under load, shrink to MIN when idle (instead of -c)")
+def worker(pool: str, concurrency: int | None, pool_impl: str | None, loglevel: str, autoscale: str | None) -> None:
     """Run a Celery worker for one pool's queue (text, vision, audio, or llm)."""
     os.environ["HGQ_WORKER_POOL"] = pool
     from workers.app import app
@@ -202,8 +204,17 @@ def worker(pool: str, concurrency: int | None, pool_impl: str | None, loglevel: 
     settings = get_settings()
     impl = pool_impl or ("threads" if pool == LLM_QUEUE else "prefork")
     conc = concurrency or (8 if pool == LLM_QUEUE else settings.worker_concurrency)
+    if autoscale is not None:
+        if impl != "prefork":
+            raise click.UsageError("--autoscale needs the prefork pool (text, vision, audio)")
+        sizes = autoscale.split(",")
+        if len(sizes) != 2 or not all(x.strip().isdigit() for x in sizes) or int(sizes[0]) < int(sizes[1]):
+            raise click.BadParameter("MAX,MIN with MAX >= MIN, e.g. 8,2", param_hint="--autoscale")
+        size_args = ["--autoscale", autoscale]
+    else:
+        size_args = ["-c", str(conc)]
     name = f"{pool}-{uuid.uuid4().hex[:6]}@%h"
-    app.worker_main(["worker", "-Q", pool, "-n", name, "--pool", impl, "-c", str(conc), "-E",
+    app.worker_main(["worker", "-Q", pool, "-n", name, "--pool", impl, *size_args, "-E",
                      "--loglevel", loglevel, "--without-mingle", "--without-gossip"])
 
 
@@ -218,6 +229,7 @@ def up(no_flower: bool) -> None:
     try:
         stack.ensure_redis()
         stack.ensure_llm()
+        stack.start_metrics()  # before the workers, which then leave HGQ_METRICS_PORT to it
         stack.start_workers()
         from planner_service.cli_api import start_api_process
 
@@ -288,21 +300,35 @@ def prepare(no_llm: bool) -> None:
 @main.command()
 def status() -> None:
     """Workers per pool, queue lengths, runs in flight."""
-    from shared.redis_conn import text_redis
-    from shared.registry import live_workers
+    from monitoring.status import status_report
 
-    settings = get_settings()
-    client = text_redis(settings.redis_url)
     try:
-        workers = live_workers(client, settings.key_prefix)
-        lengths = {q: client.llen(q) for q in ALL_QUEUES}
-    except Exception as exc:  # noqa: BLE001
-        _err(f"error: Redis at {settings.redis_url} is not reachable: {exc}")
+        click.echo(status_report(get_settings()))
+    except HgqError as exc:
+        _err(f"error: {exc}")
         sys.exit(1)
-    for q in ALL_QUEUES:
-        ws = [w for w in workers if w.pool == q]
-        kinds = sorted({m.task for w in ws for m in w.models})
-        click.echo(f"{q:<7} workers={len(ws)} queued={lengths[q]} tasks={','.join(kinds) or '-'}")
+
+
+@main.command()
+def flower() -> None:
+    """Run Flower (basic auth from HGQ_FLOWER_USER / HGQ_FLOWER_PASSWORD) in the foreground."""
+    from monitoring.flower import exec_flower
+
+    try:
+        exec_flower(get_settings())
+    except HgqError as exc:
+        _err(f"error: {exc}")
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="default: HGQ_METRICS_PORT, else 9808")
+@click.option("--host", default=None, help="default: HGQ_METRICS_HOST (127.0.0.1)")
+def metrics(port: int | None, host: str | None) -> None:
+    """Serve the merged Prometheus metrics of this host's workers (and queue lengths) in the foreground."""
+    from monitoring.metrics import main as serve_metrics
+
+    serve_metrics([*(["--port", str(port)] if port else []), *(["--host", host] if host else [])])
 
 
 from planner_service.cli_api import register as _register_api  # noqa: E402  (api, keys)

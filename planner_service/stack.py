@@ -117,42 +117,65 @@ class Stack(AbstractContextManager["Stack"]):
             self.say(f"worker {queue}: ready (pid {proc.pid})")
 
     def start_flower(self) -> str:
+        from monitoring.flower import flower_command, flower_env
+
         s = self.settings
-        args = [sys.executable, "-m", "celery", "-A", "workers.app", "flower",
-                f"--address={s.flower_host}", f"--port={s.flower_port}"]
-        proc = self._spawn("flower", args)
+        args = flower_command(s)  # ConfigError: no or a weak password off loopback
+        proc = self._spawn("flower", args, env=flower_env(s, self.env))
         url = f"http://{s.flower_host}:{s.flower_port}"
         wait_for(lambda: _port_open(s.flower_host, s.flower_port), 30, "flower", proc)
         self.say(f"flower: {url}")
         return url
 
+    def start_metrics(self) -> str | None:
+        """The Prometheus exporter of this host's workers on HGQ_METRICS_PORT (None: not configured)."""
+        s = self.settings
+        if not s.metrics_port:
+            return None
+        proc = self._spawn("metrics", [sys.executable, "-m", "monitoring.metrics", "--port", str(s.metrics_port),
+                                       "--host", s.metrics_host])
+        wait_for(lambda: _port_open(s.metrics_host, int(s.metrics_port or 0)), 15, "metrics exporter", proc)
+        url = f"http://{s.metrics_host}:{s.metrics_port}/metrics"
+        self.say(f"metrics: {url}")
+        return url
+
     # --- lifecycle ----------------------------------------------------------------------------
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         out = subprocess.DEVNULL
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen(args, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(args, env=self.env if env is None else env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append((name, proc))
         return proc
 
     def stop(self) -> None:
-        for name, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for name, proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        # Workers, API and Flower first, Redis last: a worker's shutdown still talks to Redis (unacked
+        # messages go back to their queue, the registry entry is withdrawn). Workers get their soft
+        # shutdown (running tasks finish or are handed back) before SIGKILL.
+        soft = min(self.settings.worker_soft_shutdown_s, self.settings.task_soft_time_limit_s)
+        procs = list(reversed(self.procs))
+        self._terminate([p for p in procs if p[0] != "redis"], 15 + soft)
+        self._terminate([p for p in procs if p[0] == "redis"], 15)
         self.procs.clear()
         if self._llm_server is not None:
             from shared.local_llm import shutdown_local_llm
 
             shutdown_local_llm()
             self._llm_server = None
+
+    @staticmethod
+    def _terminate(procs: list[tuple[str, subprocess.Popen]], grace_s: float) -> None:
+        for _name, proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for _name, proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -9,7 +9,7 @@ from typing import Literal
 import json
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 POOLS: tuple[str, ...] = ("text", "vision", "audio")
@@ -64,6 +64,16 @@ class Settings(BaseSettings):
     flower_host: str = "127.0.0.1"
     home: Path = Path.home() / ".cache" / "hgq"
     model_dir: Path | None = None
+
+    # --- operations (monitoring/: Flower, Prometheus, logs, graceful stop) ------------------------
+    flower_user: str = "admin"
+    flower_password: SecretStr = SecretStr("")  # required off loopback (monitoring/flower.py)
+    metrics_port: int | None = None  # workers' Prometheus endpoint (first worker of a host binds it); None: off
+    metrics_host: str = "127.0.0.1"
+    metrics_dir: Path | None = None  # prometheus multiprocess folder of this host's workers (default <home>/metrics)
+    log_format: Literal["json", "text"] = "json"
+    soft_shutdown_on_sigterm: bool = True  # SIGTERM = cold shutdown with soft shutdown: long tasks handed back
+    worker_soft_shutdown_s: float = 60.0  # what running tasks get after SIGTERM before they are handed back
 
     # --- HTTP API (planner_service/api.py) --------------------------------------------------
     api_host: str = "127.0.0.1"

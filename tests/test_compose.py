@@ -12,6 +12,7 @@ from planner_service.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
+THIRD_PARTY = ("redis", "prometheus", "grafana")  # official images, not hgq's
 
 
 def test_every_required_service_exists() -> None:
@@ -22,6 +23,8 @@ def test_every_required_service_exists() -> None:
 def test_every_hgq_command_is_one_the_cli_really_has() -> None:
     runner = CliRunner()
     for name, svc in SERVICES.items():
+        if name in ("prometheus", "grafana"):
+            continue
         cmd = svc["command"]
         if cmd[0] == "hgq":
             result = runner.invoke(main, [*cmd[1:], "--help"])
@@ -46,6 +49,17 @@ def test_one_worker_service_per_pool_consumes_its_own_queue() -> None:
 
 def test_services_share_redis_and_flower_is_bound_to_loopback() -> None:
     for name, svc in SERVICES.items():
-        if name != "redis":
+        if name not in THIRD_PARTY:
             assert svc["environment"]["REDIS_URL"] == "redis://redis:6379/0", name
     assert SERVICES["flower"]["ports"] == ["127.0.0.1:5555:5555"]
+
+
+def test_prometheus_and_grafana_mount_the_monitoring_files() -> None:
+    for svc in ("prometheus", "grafana"):
+        for vol in SERVICES[svc]["volumes"]:
+            src = vol.split(":", 1)[0]
+            if src.startswith("./"):
+                assert (ROOT / src).exists(), f"{svc}: {src} does not exist"
+    assert SERVICES["flower"]["command"] == ["hgq", "flower"]
+    for name in ("planner", "worker-text", "worker-vision", "worker-audio"):
+        assert SERVICES[name]["environment"]["HGQ_METRICS_PORT"] == "9808" and SERVICES[name]["expose"] == ["9808"]

@@ -34,8 +34,8 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "result_backend_transport_options": {"visibility_timeout": vt},
         "visibility_timeout": vt,
         "broker_connection_retry_on_startup": True,
-        "worker_soft_shutdown_timeout": min(60.0, settings.task_soft_time_limit_s),
-        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_soft_shutdown_timeout": min(settings.worker_soft_shutdown_s, settings.task_soft_time_limit_s),
+        "worker_enable_soft_shutdown_on_idle": False,  # idle workers stop at once; reserved messages are restored
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
@@ -55,3 +55,4 @@ app = create_app()
 
 # Register tasks and worker signals on import (celery -A workers.app finds them here).
 from workers import lifecycle, tasks  # noqa: E402,F401
+from monitoring import celery_hooks  # noqa: E402,F401  (metrics, JSON logs, SIGTERM = soft shutdown)

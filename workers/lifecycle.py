@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -69,6 +70,9 @@ def _start_heartbeat(sender: object, **_: object) -> None:
     announce(client, settings.key_prefix, ann, ttl_s=settings.worker_heartbeat_s * 3)
     prune(client, settings.key_prefix)
     threading.Thread(target=beat, name="hgq-heartbeat", daemon=True).start()
+    # a cold (soft) shutdown -- SIGTERM with REMAP_SIGTERM=SIGQUIT -- never sends worker_shutdown
+    main_pid = os.getpid()
+    atexit.register(lambda: _withdraw() if os.getpid() == main_pid else None)
 
 
 @worker_shutdown.connect
