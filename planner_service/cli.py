@@ -218,6 +218,17 @@ def worker(pool: str, concurrency: int | None, pool_impl: str | None, loglevel: 
                      "--loglevel", loglevel, "--without-mingle", "--without-gossip"])
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM (systemd, docker stop) both stop what `hgq up` started."""
+    import signal
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 @main.command()
 @click.option("--no-flower", is_flag=True)
 def up(no_flower: bool) -> None:
@@ -226,6 +237,7 @@ def up(no_flower: bool) -> None:
 
     settings = get_settings()
     stack = Stack(settings, log_dir=settings.home / "logs")
+    _stop_on_signals()
     try:
         stack.ensure_redis()
         stack.ensure_llm()
@@ -233,7 +245,7 @@ def up(no_flower: bool) -> None:
         stack.start_workers()
         from planner_service.cli_api import start_api_process
 
-        _err(f"api: {start_api_process(stack)} (web page at /, OpenAPI docs at /docs)")
+        start_api_process(stack)
         if not no_flower:
             stack.start_flower()
         _err(f"hgq is up (logs in {settings.home / 'logs'}); Ctrl-C stops it")
