@@ -30,14 +30,7 @@ def metrics_base(settings: Any = None) -> Path:
     return Path(settings.metrics_dir) if settings.metrics_dir else Path(settings.home) / "metrics"
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+from shared.local_llm import pid_alive  # noqa: E402,F401  (re-exported for monitoring's callers)
 
 
 def prune_dead(base: Path) -> None:

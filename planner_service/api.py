@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -508,6 +508,21 @@ User = Annotated[str, Depends(current_user)]
 
 
 # --- the app --------------------------------------------------------------------------------------
+_Body = TypeVar("_Body", bound=BaseModel)
+
+
+def _json_body(raw: bytes, model: type[_Body]) -> _Body:
+    """Parse and validate a JSON body; 400 for bad JSON, 422 naming the field otherwise."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}", field="body") from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc) from exc
+
+
 def create_api(settings: Settings | None = None, api_settings: Settings | None = None,
                client: HgqClient | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -616,15 +631,7 @@ def create_api(settings: Settings | None = None, api_settings: Settings | None =
                                         f"{api_settings.api_max_upload_bytes} bytes", field=f"files[{i}]")
                 uploads.append(Upload(name=f.filename or f"file{i}", data=await f.read(), field=f"files[{i}]"))
         elif ctype in ("application/json", ""):
-            raw = await request.body()
-            try:
-                data = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ApiError(400, f"body is not valid JSON: {exc}", field="body") from exc
-            try:
-                body = RequestIn.model_validate(data)
-            except ValidationError as exc:
-                raise _validation_error(exc) from exc
+            body = _json_body(await request.body(), RequestIn)
             text, plan, request_id, conversation_id = body.text, body.plan, body.request_id, body.conversation_id
             for i, f in enumerate(body.files):
                 field = f"files[{i}]"
@@ -719,15 +726,7 @@ def create_api(settings: Settings | None = None, api_settings: Settings | None =
 
     @app.post("/v1/chat/completions", tags=["openai"], summary="OpenAI-compatible chat completion (stream or not)")
     async def chat_completions(request: Request, user: User) -> Response:
-        raw = await request.body()
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"body is not valid JSON: {exc}", field="body") from exc
-        try:
-            body = ChatIn.model_validate(data)
-        except ValidationError as exc:
-            raise _validation_error(exc) from exc
+        body = _json_body(await request.body(), ChatIn)
         if body.model != api_settings.api_model_name:
             raise ApiError(404, f"model {body.model!r} does not exist; use {api_settings.api_model_name!r}",
                            "not_found_error", "model")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -17,6 +19,19 @@ from shared.settings import ALL_QUEUES, LLM_QUEUE, POOLS, get_settings
 
 def _err(msg: str) -> None:
     click.echo(msg, err=True)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """hgq's errors end the command with their message: exit 2 for a bad plan, 1 otherwise."""
+    try:
+        yield
+    except PlanError as exc:
+        _err(f"error: {exc}")
+        sys.exit(2)
+    except HgqError as exc:
+        _err(f"error: {exc}")
+        sys.exit(1)
 
 
 @click.group()
@@ -43,56 +58,42 @@ def ask(request: str, files: tuple[Path, ...], plan_file: Path | None, as_json: 
 
     settings = get_settings()
     try:
-        plan = parse_plan_json(plan_file.read_text()) if plan_file else None
+        plan_text = plan_file.read_text() if plan_file else None
     except OSError as exc:
         _err(f"error: cannot read plan file: {exc}")
         sys.exit(2)
-    except PlanError as exc:
-        _err(f"error: {exc}")
-        sys.exit(2)
+    with _user_errors():
+        plan = parse_plan_json(plan_text) if plan_text is not None else None
     if settings.api_url:  # a remote hgq: same progress and output, through its HTTP API
         from planner_service.cli_api import ask_via_api
 
-        try:
+        with _user_errors():
             view = ask_via_api(settings.api_url, settings.api_key, request, list(files), plan, request_id,
                                conversation_id, timeout, show=not as_json, output_dir=settings.output_dir)
-        except PlanError as exc:
-            _err(f"error: {exc}")
-            sys.exit(2)
-        except HgqError as exc:
-            _err(f"error: {exc}")
-            sys.exit(1)
         _print_view(view, as_json)
         sys.exit(0 if view.status == "succeeded" else 1)
     say = (lambda _m: None) if as_json else _err
     stack = Stack(settings, say=lambda m: say(f"[stack] {m}"), log_dir=settings.home / "logs")
-    try:
-        if not stack_running(settings):
-            say("no running stack found: starting an embedded one for this call (hgq up runs one for good)")
-            stack.ensure_redis()
-            stack.ensure_llm()
-            stack.start_workers()
-        settings = stack.settings
-        from workers.app import create_app
+    with _user_errors(), stack:
+        try:
+            if not stack_running(settings):
+                say("no running stack found: starting an embedded one for this call (hgq up runs one for good)")
+                stack.ensure_redis()
+                stack.ensure_llm()
+                stack.start_workers()
+            settings = stack.settings
+            from workers.app import create_app
 
-        client = HgqClient(settings, create_app(settings))
-        uploads = client.uploads_for(list(files))
-        run_id = client.submit(RequestCreate(text=request, uploads=uploads, plan=plan, request_id=request_id,
-                                             conversation_id=conversation_id))
-        say(f"request {run_id} accepted")
-        run = _wait(client, run_id, timeout, show=not as_json)
-        view = client.view(run_id, artifact_dir=settings.output_dir)
-    except PlanError as exc:
-        _err(f"error: {exc}")
-        sys.exit(2)
-    except HgqError as exc:
-        _err(f"error: {exc}")
-        sys.exit(1)
-    except KeyboardInterrupt:
-        _err("interrupted")
-        sys.exit(130)
-    finally:
-        stack.stop()
+            client = HgqClient(settings, create_app(settings))
+            uploads = client.uploads_for(list(files))
+            run_id = client.submit(RequestCreate(text=request, uploads=uploads, plan=plan, request_id=request_id,
+                                                 conversation_id=conversation_id))
+            say(f"request {run_id} accepted")
+            run = _wait(client, run_id, timeout, show=not as_json)
+            view = client.view(run_id, artifact_dir=settings.output_dir)
+        except KeyboardInterrupt:
+            _err("interrupted")
+            sys.exit(130)
     _print_view(view, as_json)
     sys.exit(0 if run.status == "succeeded" else 1)
 
@@ -163,11 +164,8 @@ def cancel(request_id: str) -> None:
     from workers.app import create_app
 
     settings = get_settings()
-    try:
+    with _user_errors():
         revoked = HgqClient(settings, create_app(settings)).cancel(request_id)
-    except HgqError as exc:
-        _err(f"error: {exc}")
-        sys.exit(1)
     click.echo(f"cancelled {request_id} ({len(revoked)} queued task(s) revoked)")
 
 
@@ -180,11 +178,8 @@ def show(request_id: str, as_json: bool) -> None:
     from workers.app import create_app
 
     settings = get_settings()
-    try:
+    with _user_errors():
         view = HgqClient(settings, create_app(settings)).view(request_id)
-    except HgqError as exc:
-        _err(f"error: {exc}")
-        sys.exit(1)
     _print_view(view, as_json)
 
 
@@ -270,13 +265,10 @@ def llm(host: str, port: int) -> None:
     from shared.local_llm import LocalLLMServer, model_spec, resolve_gguf
 
     settings = get_settings()
-    try:
+    with _user_errors():
         path = resolve_gguf(settings)
         server = LocalLLMServer(model_path=path, alias=model_spec(settings.local_llm).alias, host=host, port=port,
                                 n_ctx=settings.llm_context_tokens).start()
-    except HgqError as exc:
-        _err(f"error: {exc}")
-        sys.exit(1)
     _err(f"local LLM {server.model} serving at {server.base_url}; Ctrl-C stops it")
     try:
         assert server.process is not None
@@ -296,7 +288,7 @@ def prepare(no_llm: bool) -> None:
     from workers.pools import serving_experts
 
     settings = get_settings()
-    try:
+    with _user_errors():
         if not no_llm:
             click.echo(f"local LLM: {prepare_llm(settings, install=False)}")
         for pool in POOLS:
@@ -304,9 +296,6 @@ def prepare(no_llm: bool) -> None:
                 started = time.perf_counter()
                 get_expert(cls.model_id).ensure_loaded()
                 click.echo(f"{pool:<7}{cls.task:<30}{cls.model_id:<45}{time.perf_counter() - started:6.2f}s")
-    except HgqError as exc:
-        _err(f"error: {exc}")
-        sys.exit(1)
 
 
 @main.command()
@@ -314,11 +303,8 @@ def status() -> None:
     """Workers per pool, queue lengths, runs in flight."""
     from monitoring.status import status_report
 
-    try:
+    with _user_errors():
         click.echo(status_report(get_settings()))
-    except HgqError as exc:
-        _err(f"error: {exc}")
-        sys.exit(1)
 
 
 @main.command()
@@ -326,11 +312,8 @@ def flower() -> None:
     """Run Flower (basic auth from HGQ_FLOWER_USER / HGQ_FLOWER_PASSWORD) in the foreground."""
     from monitoring.flower import exec_flower
 
-    try:
+    with _user_errors():
         exec_flower(get_settings())
-    except HgqError as exc:
-        _err(f"error: {exc}")
-        sys.exit(1)
 
 
 @main.command()

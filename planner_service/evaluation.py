@@ -337,6 +337,8 @@ class Summary:
     link_f1_macro: float
     prompt_tokens: int
     completion_tokens: int
+    first_try_valid: int = 0  # valid without the repair round
+    empty: int = 0  # valid but empty plans for requests whose ground truth has tasks (a silent chat answer)
     by_type: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -345,6 +347,7 @@ class Summary:
 
     def to_json(self) -> dict[str, object]:
         return {"n": self.n, "valid": self.valid, "valid_rate": self.valid_rate,
+                "first_try_valid": self.first_try_valid, "empty_plans": self.empty,
                 "node_f1": self.node.f1, "link_f1": self.link.f1,
                 "node_precision": self.node.precision, "node_recall": self.node.recall,
                 "link_precision": self.link.precision, "link_recall": self.link.recall,
@@ -399,7 +402,9 @@ def summarize(results: list[CaseResult]) -> Summary:
         node_f1_macro=sum(r.node.f1 for r in results) / n if n else 0.0,
         link_f1_macro=sum(r.link.f1 for r in results) / n if n else 0.0,
         prompt_tokens=sum(r.prompt_tokens for r in results),
-        completion_tokens=sum(r.completion_tokens for r in results), by_type=by_type)
+        completion_tokens=sum(r.completion_tokens for r in results),
+        first_try_valid=sum(r.valid and r.llm_calls <= 1 for r in results),
+        empty=sum(r.valid and not r.pred_nodes and bool(r.gold_nodes) for r in results), by_type=by_type)
 
 
 def evaluate(plan_fn: PlanFn, cases: list[EvalCase], available: Iterable[str] = DEFAULT_AVAILABLE,
@@ -439,12 +444,15 @@ def table_row(r: CaseResult) -> str:
 def totals_text(s: Summary) -> str:
     lines = [
         f"requests          {s.n}",
-        f"valid-plan rate   {s.valid_rate:.3f} ({s.valid}/{s.n})",
+        f"valid-plan rate   {s.valid_rate:.3f} ({s.valid}/{s.n}; {s.first_try_valid} without a repair round; "
+        f"{s.empty} empty where tasks were expected)",
         f"node F1 (micro)   {s.node.f1:.3f}  (P {s.node.precision:.3f}, R {s.node.recall:.3f}; macro {s.node_f1_macro:.3f})",
         f"link F1 (micro)   {s.link.f1:.3f}  (P {s.link.precision:.3f}, R {s.link.recall:.3f}; macro {s.link_f1_macro:.3f})",
         f"mean latency      {s.mean_latency_s:.2f} s",
         f"LLM tokens        {s.prompt_tokens} prompt, {s.completion_tokens} completion",
     ]
+    if s.by_type:
+        lines.append("by shape (link F1 of `single` counts only spurious links: it has none to find):")
     for kind, m in s.by_type.items():
         lines.append(f"  {kind:<7} n={int(m['n']):<3} node F1 {m['node_f1']:.3f}  link F1 {m['link_f1']:.3f}  "
                      f"valid {m['valid_rate']:.3f}")

@@ -508,7 +508,8 @@ _lock = threading.Lock()
 _current: LocalLLM | None = None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists (signal 0 probes without touching it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -536,7 +537,7 @@ def _live_from_discovery(home: Path, alias: str) -> LocalLLM | None:
         return None
     host = info.get("host", "127.0.0.1")
     base_url = f"http://{host}:{port}/v1"
-    if _pid_alive(pid) and _serves(base_url, alias):
+    if pid_alive(pid) and _serves(base_url, alias):
         return LocalLLM(base_url=base_url, model=alias, pid=pid, port=port)
     return None
 

@@ -223,25 +223,7 @@ def _real_model_or_skip() -> Path:
         pytest.skip(f"local LLM not prepared (python -m shared.local_llm --prepare): {e}")
 
 
-PLAN_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "tasks": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "integer"},
-                    "task": {"type": "string"},
-                    "dep": {"type": "array", "items": {"type": "integer"}},
-                    "args": {"type": "object"},
-                },
-                "required": ["id", "task", "dep", "args"],
-            },
-        }
-    },
-    "required": ["tasks"],
-}
+from planner_service.planning import PLAN_SCHEMA  # noqa: E402  (the schema the planner really sends)
 
 
 @pytest.mark.slow

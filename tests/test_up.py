@@ -31,7 +31,9 @@ def _children(pid: int) -> list[int]:
 
 def test_up_serves_ask_and_stops_everything_on_sigterm(hgq_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     api_port, flower_port = _port(), _port()
-    env = {**os.environ, **hgq_env, "HGQ_KEY_PREFIX": "hgqup", "HGQ_HOME": str(tmp_path), "HGQ_API_AUTH": "0",
+    # its own Redis DB: Celery's queues (text, vision, ...) are per DB, and other tests' workers use DB 0
+    redis_db2 = hgq_env["REDIS_URL"].rsplit("/", 1)[0] + "/2"
+    env = {**os.environ, **hgq_env, "REDIS_URL": redis_db2, "HGQ_HOME": str(tmp_path), "HGQ_API_AUTH": "0",
            "HGQ_API_PORT": str(api_port), "HGQ_FLOWER_PORT": str(flower_port)}
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
     up = subprocess.Popen([sys.executable, "-m", "planner_service.cli", "up"], env=env, stdout=log,
