@@ -327,8 +327,10 @@ def metrics(port: int | None, host: str | None) -> None:
 
 
 from planner_service.cli_api import register as _register_api  # noqa: E402  (api, keys)
+from planner_service.evaluation import register as _register_eval  # noqa: E402  (eval plans)
 
 _register_api(main)
+_register_eval(main)
 
 if __name__ == "__main__":
     main()

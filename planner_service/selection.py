@@ -6,6 +6,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.errors import LLMError
 from shared.plan import ValidatedPlan
+from shared.model_catalog import catalog_entry, rank
 from shared.registry import ServedModel
 from planner_service.llm import LLM
 
@@ -25,18 +26,13 @@ class Choice(BaseModel):
     reason: str = ""
 
 
-def rank(models: list[ServedModel]) -> list[ServedModel]:
-    """Local models first (no network, no cost), then by id for a stable order."""
-    return sorted(models, key=lambda m: (m.backend != "local", m.model_id))
-
-
 def select_models(llm: LLM | None, request: str, plan: ValidatedPlan,
                   candidates: dict[str, list[ServedModel]]) -> dict[int, str]:
     """Set node.model on every node; return task id -> reason for the choice."""
     reasons: dict[int, str] = {}
     contested: dict[int, list[ServedModel]] = {}
     for node in plan.nodes:
-        ranked = rank(candidates.get(node.task, []))
+        ranked = rank(candidates.get(node.task, []), request)
         if not ranked:
             raise LLMError(f"no live worker serves '{node.task}' (task {node.id})")
         node.model = ranked[0].model_id
@@ -50,12 +46,20 @@ def select_models(llm: LLM | None, request: str, plan: ValidatedPlan,
     return reasons
 
 
+def _option(model: ServedModel) -> str:
+    """One candidate as the LLM sees it: id, backend, popularity and a short description."""
+    entry = catalog_entry(model.model_id)
+    description = model.description or (entry.description if entry else "") or model.backend
+    popularity = f", {entry.likes} likes, {entry.downloads} downloads" if entry and not entry.local else ""
+    return f"{model.model_id} ({model.backend}{popularity}): {description[:200]}"
+
+
 def _choose_with_llm(llm: LLM, request: str, plan: ValidatedPlan,
                      contested: dict[int, list[ServedModel]]) -> dict[int, str]:
     lines = []
     for node_id, models in contested.items():
         node = plan.node(node_id)
-        options = "; ".join(f"{m.model_id}: {m.description or m.backend}" for m in models)
+        options = "; ".join(_option(m) for m in models)
         lines.append(f"task {node_id} ({node.task}, args {node.args}): {options}")
     messages = [
         {"role": "system", "content": "Choose the best model for each task of a plan. Answer JSON only: "

