@@ -46,6 +46,10 @@ _DEMOS: list[tuple[str, list[dict[str, object]]]] = [
         {"id": 1, "task": "text-classification", "dep": [0], "args": {"text": "<GENERATED>-0"}},
         {"id": 2, "task": "text-to-speech", "dep": [0], "args": {"text": "<GENERATED>-0"}},
     ]),
+    ("Read menu.jpg and translate it into Spanish. [files: menu.jpg (image)]", [
+        {"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "menu.jpg"}},
+        {"id": 1, "task": "translation", "dep": [0], "args": {"text": "<GENERATED>-0", "target": "Spanish"}},
+    ]),
     ("Hello! How are you today?", []),
 ]
 
@@ -60,6 +64,7 @@ def system_prompt(available: set[str]) -> str:
         "- ids start at 0. dep lists the ids whose outputs this task needs; [-1] when none.\n"
         "- An arg is literal text, the name of an uploaded file, or \"<GENERATED>-N\" for the output of task N.\n"
         "- Image and audio args must name an uploaded file or a <GENERATED>-N of a task that produces that kind.\n"
+        "- Use only the arg names listed for a task (input slots and its optional args).\n"
         "- Plan only what the user asked for. If no task is needed (plain conversation), answer {\"tasks\": []}."
     )
 
@@ -91,10 +96,16 @@ def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], availa
     """Ask the LLM for a plan; on an invalid one, send the problems back once; then PlanError."""
     messages = plan_messages(text, uploads, available, history)
     problems: list[str] = []
+    first_had_tasks = False
     for attempt in range(2):
         try:
             raw = llm.chat_json("plan", messages, PLAN_SCHEMA)
             reply_text = json.dumps(raw)
+            has_tasks = bool(raw.get("tasks") if isinstance(raw, dict) else raw)
+            if attempt == 1 and first_had_tasks and not has_tasks:
+                # Dropping every task is not a repair: it would silently turn the request into chat.
+                raise PlanError([f"the repair round dropped all tasks instead of fixing: {'; '.join(problems)}"])
+            first_had_tasks = has_tasks
             return validate_plan(parse_plan_json(raw), uploads, available)
         except LLMOutputError as exc:  # endpoint failures (LLMError) are not repairable: they propagate
             problems = [str(exc)]
@@ -105,6 +116,6 @@ def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], availa
             messages += [
                 {"role": "assistant", "content": reply_text},
                 {"role": "user", "content": "That plan is invalid: " + "; ".join(problems)
-                 + ". Answer again with a corrected plan, JSON only."},
+                 + ". Answer again with the same tasks, corrected (fix only these problems), JSON only."},
             ]
     raise PlanError([f"the planner produced an invalid plan twice: {'; '.join(problems)}"])

@@ -32,7 +32,8 @@ class TaskType(BaseModel):
     def line(self) -> str:
         ins = ", ".join(f"{n}:{s.kind}{'' if s.required else '?'}" for n, s in self.inputs.items())
         outs = "+".join(sorted(self.produces))
-        return f"{self.name}({ins}) -> {outs}: {self.description}"
+        extra = "; ".join(f"{name}: {doc}" for name, doc in self.params.items())
+        return f"{self.name}({ins}) -> {outs}: {self.description}" + (f" [optional args: {extra}]" if extra else "")
 
 
 def _t(name: str, pool: Pool, inputs: dict[str, Slot], produces: set[str], description: str, **kw) -> TaskType:
@@ -70,7 +71,8 @@ TASK_TYPES: dict[str, TaskType] = {
            params={"target": "target language, e.g. 'French' (default English)"}),
         _t("conversational", "text", {"text": TEXT}, {"text"}, "reply to a message"),
         _t("text-generation", "text", {"text": TEXT}, {"text"}, "continue or write text from a prompt"),
-        _t("text2text-generation", "text", {"text": TEXT}, {"text"}, "rewrite text following an instruction"),
+        _t("text2text-generation", "text", {"text": TEXT}, {"text"}, "rewrite text following an instruction",
+           params={"instruction": "what to do with the text, e.g. 'rewrite as a formal email'"}),
         _t("language-detection", "text", {"text": TEXT}, {"text"}, "which language a text is in"),
         # --- vision pool -----------------------------------------------------------------
         _t("image-to-text", "vision", {"image": IMAGE}, {"text"}, "read the text in an image (OCR)"),

@@ -50,6 +50,26 @@ def test_plan_invalid_twice_fails_the_run_with_the_reason(client, fake_llm) -> N
     assert len(fake_llm.calls("plan")) == 2
 
 
+def test_repair_that_drops_every_task_is_an_error_not_a_chat_answer(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    bad = {"tasks": [{"id": 0, "task": "translation", "dep": [-1],
+                      "args": {"text": "Bonjour", "target_language": "English"}}]}
+    fake_llm.script("plan", bad, {"tasks": []})
+    view = _ask(client, "translate Bonjour into English")
+    assert view.status == "failed"
+    assert "dropped all tasks" in view.error and "unknown arg 'target_language'" in view.error
+    assert fake_llm.calls("respond") == []
+
+
+def test_planner_prompt_lists_optional_args_of_each_task(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.script("plan", {"tasks": [{"id": 0, "task": "translation", "dep": [-1],
+                                        "args": {"text": "Good morning", "target": "French"}}]})
+    fake_llm.script("respond", "Done.")
+    _ask(client, "translate Good morning into French")
+    system = fake_llm.calls("plan")[0]["messages"][0]["content"]
+    translation_line = next(line for line in system.splitlines() if line.strip().startswith("translation("))
+    assert "target" in translation_line
+
+
 def test_empty_plan_means_the_llm_answers_directly(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
     fake_llm.script("plan", {"tasks": []})
     fake_llm.script("respond", "Hello to you too!")

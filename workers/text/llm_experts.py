@@ -87,6 +87,12 @@ class LLMText2Text(_LLMExpert):
     description = "the controller LLM rewrites text following an instruction"
     instruction = "Follow the instruction in this text:"
 
+    def prompt(self, inputs: Mapping[str, InputValue], params: Mapping[str, Any]) -> str:
+        given = str(params.get("instruction") or "").strip()
+        if not given:
+            return super().prompt(inputs, params)
+        return super().prompt(inputs, {}).replace(self.instruction, f"{given.rstrip(':.')}. Output only the result:", 1)
+
 
 @register
 class LLMQuestionAnswering(_LLMExpert):
