@@ -13,8 +13,10 @@ from workers.expert import Expert, expert_classes
 log = logging.getLogger(__name__)
 
 POOL_MODULES: dict[str, tuple[str, ...]] = {
-    "text": ("workers.text.experts", "workers.text.llm_experts"),
-    "vision": ("workers.vision.experts",),
+    "text": ("workers.text.experts", "workers.text.llm_experts", "workers.text.embedding_experts",
+             "workers.text.spacy_experts", "workers.text.apertium_experts"),
+    "vision": ("workers.vision.experts", "workers.vision.classification_experts", "workers.vision.detection_experts",
+               "workers.vision.segmentation_experts", "workers.vision.docqa_experts"),
     "audio": ("workers.audio.experts",),
 }
 
