@@ -69,6 +69,42 @@ LOCAL_MODELS: list[CatalogEntry] = [
         ("snakers4/silero-vad", "audio-classification",
          "Silero voice activity detection (speech or not) plus Whisper spoken language identification: "
          "classifies an audio recording as speech or silence or noise and names its language."),
+        ("sentence-transformers/all-MiniLM-L6-v2", "sentence-similarity",
+         "all-MiniLM-L6-v2 sentence embeddings: how similar in meaning two sentences or paragraphs are "
+         "(cosine similarity, -1..1); semantic search and paraphrase detection. Offline."),
+        ("sentence-transformers/all-MiniLM-L6-v2:zero-shot", "text-classification",
+         "Zero-shot text classification with MiniLM sentence embeddings: labels a text with any given candidate "
+         "labels or categories or topics (sports, politics, finance ...), no training needed. Offline."),
+        ("sentence-transformers/all-MiniLM-L6-v2:retrieval-qa", "question-answering",
+         "Extractive question answering by retrieval: MiniLM embeddings find the sentence of the context that "
+         "answers the question best. Offline, fast, quotes the context verbatim."),
+        ("spacy/en_core_web_sm", "token-classification",
+         "spaCy en_core_web_sm named entity recognition (NER) for English: people, places, organisations, dates, "
+         "money and other entities with their character offsets. Offline."),
+        ("apertium/apertium-eng-spa", "translation",
+         "Apertium rule-based machine translation between English and Spanish, both directions. Offline, "
+         "deterministic, literal; only English <-> Spanish."),
+        ("hgq/tesseract-minilm-docqa", "document-question-answering",
+         "Document question answering: Tesseract OCR reads the document image (invoice, receipt, letter, form), "
+         "then MiniLM retrieval picks the line that answers the question. Offline."),
+        ("torchvision/mobilenet_v2", "image-classification",
+         "MobileNetV2 image classification trained on ImageNet-1k: names what a photo shows among 1000 classes "
+         "(animals like cats and dogs, objects, food, vehicles) with scores. Offline, fast on CPU."),
+        ("google/mediapipe-face-person-detection", "object-detection",
+         "MediaPipe face detection and pose-based person detection: boxes around faces and people in a photo, "
+         "drawn on the image. Only faces and people, no other objects. Offline."),
+        ("google/mediapipe-person-segmentation", "image-segmentation",
+         "MediaPipe person segmentation: mask and cut-out of the people in a photo (background removal for "
+         "portraits), with the share of the image they cover. Offline."),
+        ("rembg/u2netp", "image-segmentation",
+         "U^2-Net (u2netp) salient object segmentation: mask and cut-out of the main subject or object of an "
+         "image (background removal for products, animals, objects). Offline."),
+        ("google/mediapipe-pose", "image-to-image",
+         "MediaPipe pose estimation drawn as an OpenPose-style skeleton (pose map, openpose control image) of "
+         "the people in a photo, on black. Offline."),
+        ("opencv/image-filters", "image-to-image",
+         "OpenCV image transforms: canny edges, pencil sketch, color sketch, stylization, cartoon, detail "
+         "enhancement and grayscale of a photo or picture. Offline, fast."),
         ("llm/summarization", "summarization",
          "The controller LLM writes an abstractive summary: fluent, concise, rephrased in its own words, "
          "can follow a requested length or style."),
@@ -98,8 +134,10 @@ def _catalog() -> dict[str, CatalogEntry]:
                 if line.strip():
                     entry = CatalogEntry.model_validate_json(line)
                     entries[entry.id] = entry
-    for entry in LOCAL_MODELS:
-        entries[entry.id] = entry
+    for entry in LOCAL_MODELS:  # a local model also on the Hub keeps the Hub's popularity
+        hub = entries.get(entry.id)
+        entries[entry.id] = entry if hub is None else entry.model_copy(
+            update={"likes": hub.likes, "downloads": hub.downloads})
     return entries
 
 
