@@ -149,6 +149,9 @@ def _print_view(view: RunPublic, as_json: bool) -> None:
     for task_id, task in view.tasks.items():
         took = f"{task.finished_at - task.started_at:.2f}s" if task.started_at and task.finished_at else "-"
         click.echo(f"  [{task_id}] {task.task:<30} {task.status:<10} {took:>7}  {task.model or ''}")
+        for tried in task.model_attempts:
+            if tried.outcome != "succeeded":
+                click.echo(f"        {tried.model}: {tried.outcome} after {tried.seconds:.2f}s: {tried.error}")
     for art in view.artifacts:
         click.echo(f"  file from task {art.task}: {art.path} ({art.mime})")
     click.echo("")
@@ -194,9 +197,14 @@ def show(request_id: str, as_json: bool) -> None:
 def worker(pool: str, concurrency: int | None, pool_impl: str | None, loglevel: str, autoscale: str | None) -> None:
     """Run a Celery worker for one pool's queue (text, vision, audio, or llm)."""
     os.environ["HGQ_WORKER_POOL"] = pool
+    settings = get_settings()
+    if pool in POOLS:  # an invalid HGQ_MODELS_FILE stops the worker here, with the reason
+        from workers.model_sources import register_model_sources
+
+        with _user_errors():
+            register_model_sources(pool, settings)
     from workers.app import app
 
-    settings = get_settings()
     impl = pool_impl or ("threads" if pool == LLM_QUEUE else "prefork")
     conc = concurrency or (8 if pool == LLM_QUEUE else settings.worker_concurrency)
     if autoscale is not None:
@@ -327,10 +335,12 @@ def metrics(port: int | None, host: str | None) -> None:
 
 
 from planner_service.cli_api import register as _register_api  # noqa: E402  (api, keys)
+from planner_service.cli_models import register as _register_models  # noqa: E402  (models)
 from planner_service.evaluation import register as _register_eval  # noqa: E402  (eval plans)
 
 _register_api(main)
 _register_eval(main)
+_register_models(main)
 
 if __name__ == "__main__":
     main()

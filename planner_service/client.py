@@ -121,10 +121,11 @@ class HgqClient:
             out = outputs.get(node.id)
             tasks[str(node.id)] = TaskPublic(
                 id=node.id, task=node.task, status=states.get(node.id, "pending"),  # type: ignore[arg-type]
-                queue=info.queue if info else None, worker=info.worker if info else None, model=node.model,
-                pid=info.pid if info else None,
+                queue=info.queue if info else None, worker=info.worker if info else None,
+                model=(info.model if info and info.model else node.model), pid=info.pid if info else None,
                 started_at=info.started_at if info else None, finished_at=info.finished_at if info else None,
-                attempts=attempts.get(node.id, 0), output=out, error=info.error if info else None)
+                attempts=attempts.get(node.id, 0), output=out, error=info.error if info else None,
+                fallbacks=node.fallbacks, model_attempts=info.model_attempts if info else [])
             for ref in out.artifacts if out else []:
                 artifacts.append(ArtifactPublic(task=node.id, id=ref.id, kind=ref.kind, mime=ref.mime, size=ref.size,
                                                 path=self._save(ref, node.id, artifact_dir, run_id)))

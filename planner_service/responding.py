@@ -18,8 +18,12 @@ def describe_results(plan: ValidatedPlan, states: dict[int, str], outputs: dict[
                      infos: dict[int, NodeInfo]) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for node in plan.nodes:
-        row: dict[str, object] = {"id": node.id, "task": node.task, "model": node.model,
+        info = infos.get(node.id, NodeInfo())
+        row: dict[str, object] = {"id": node.id, "task": node.task, "model": info.model or node.model,
                                   "status": states.get(node.id, "?")}
+        failed_models = [f"{a.model}: {a.error}" for a in info.model_attempts if a.outcome == "fallback"]
+        if failed_models:
+            row["models_that_failed_first"] = failed_models
         out = outputs.get(node.id)
         if out is not None:
             text = out.as_text()
@@ -28,7 +32,7 @@ def describe_results(plan: ValidatedPlan, states: dict[int, str], outputs: dict[
             if out.artifacts:
                 row["files"] = [artifact_file_name(node.id, a) for a in out.artifacts]
                 row.setdefault("text", f"produced {', '.join(a.kind for a in out.artifacts)}: {', '.join(row['files'])}")
-        error = infos.get(node.id, NodeInfo()).error
+        error = info.error
         if row["status"] == "skipped":
             failed_deps = [d for d in node.deps if states.get(d) in ("failed", "skipped")]
             row["reason"] = f"not run because task(s) {failed_deps} failed"

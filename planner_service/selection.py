@@ -27,15 +27,18 @@ class Choice(BaseModel):
 
 
 def select_models(llm: LLM | None, request: str, plan: ValidatedPlan,
-                  candidates: dict[str, list[ServedModel]]) -> dict[int, str]:
-    """Set node.model on every node; return task id -> reason for the choice."""
+                  candidates: dict[str, list[ServedModel]], max_fallbacks: int = 2) -> dict[int, str]:
+    """Set node.model on every node, and node.fallbacks (the next candidates in rank order, at most
+    max_fallbacks, tried when the model fails); return task id -> reason for the choice."""
     reasons: dict[int, str] = {}
     contested: dict[int, list[ServedModel]] = {}
+    ranked_ids: dict[int, list[str]] = {}
     for node in plan.nodes:
         ranked = rank(candidates.get(node.task, []), request)
         if not ranked:
             raise LLMError(f"no live worker serves '{node.task}' (task {node.id})")
         node.model = ranked[0].model_id
+        ranked_ids[node.id] = [m.model_id for m in ranked]
         if len(ranked) == 1:
             reasons[node.id] = "only candidate"
         else:
@@ -43,6 +46,8 @@ def select_models(llm: LLM | None, request: str, plan: ValidatedPlan,
             reasons[node.id] = "top-ranked candidate"
     if contested and llm is not None:
         reasons.update(_choose_with_llm(llm, request, plan, contested))
+    for node in plan.nodes:
+        node.fallbacks = [m for m in ranked_ids[node.id] if m != node.model][:max_fallbacks]
     return reasons
 
 

@@ -104,6 +104,10 @@ class Stack(AbstractContextManager["Stack"]):
 
     def start_workers(self, queues: tuple[str, ...] = ALL_QUEUES, concurrency: int | None = None,
                       timeout_s: float = 120) -> None:
+        if self.settings.models_file is not None:  # an invalid file: its problems here, not in a worker log
+            from shared.custom_models import load_models_file
+
+            load_models_file(self.settings.models_file)
         started = []
         for queue in queues:
             args = [sys.executable, "-m", "planner_service.cli", "worker", queue]

@@ -71,7 +71,7 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
             assert llm is not None
             history = conv.history(settings.conversation_max_tokens) if conv else None
             plan = plan_request(llm, request.text, uploads, available, history)
-        reasons = select_models(llm, request.text, plan, served)
+        reasons = select_models(llm, request.text, plan, served, settings.max_fallbacks)
     except HgqError as exc:
         run.fail_before_plan(str(exc))
         return {"status": "failed", "error": str(exc)}

@@ -40,8 +40,17 @@ class ExpertError(HgqError):
 
 
 class TransientExpertError(ExpertError):
-    """An expert failed for a reason that may pass (timeout, 5xx, 429): retried with backoff."""
+    """An expert failed for a reason that may pass (timeout, 5xx, 429): retried with backoff.
+
+    `exhausted`: the expert already retried on its own (a remote call's in-call retries), so the
+    node runner moves on to the next candidate model at once instead of retrying this one.
+    """
+
+    def __init__(self, message: str = "", exhausted: bool = False):
+        super().__init__(message)
+        self.exhausted = exhausted
 
 
 class ModelUnavailable(ExpertError):
-    """A model's files or runtime are not installed here."""
+    """A model cannot run here (files or runtime missing, not served, remote model gone or refused):
+    not the input's fault, so the node falls back to its next candidate model."""

@@ -69,9 +69,17 @@ class Node(BaseModel):
     inputs: dict[str, Binding]  # slot -> where its value comes from
     params: dict[str, Scalar]  # literal parameters
     model: str | None = None  # chosen in the selection stage
+    fallbacks: list[str] = Field(default_factory=list)  # next candidates, tried in order when the model fails
+
+    def candidates(self) -> list[str]:
+        return [m for m in [self.model, *self.fallbacks] if m]
 
     def public(self) -> dict[str, object]:
-        return {"id": self.id, "task": self.task, "dep": self.deps or [-1], "args": self.args, "model": self.model}
+        out: dict[str, object] = {"id": self.id, "task": self.task, "dep": self.deps or [-1], "args": self.args,
+                                  "model": self.model}
+        if self.fallbacks:
+            out["fallbacks"] = list(self.fallbacks)
+        return out
 
 
 class ValidatedPlan(BaseModel):

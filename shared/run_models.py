@@ -27,17 +27,28 @@ class RequestCreate(BaseModel):
     user: str = "local"
 
 
+class ModelAttempt(BaseModel):
+    """One run of one candidate model on a node, and what came of it."""
+
+    model: str | None
+    outcome: Literal["succeeded", "retry", "fallback", "failed"]  # retry: the same model again later;
+    error: str | None = None  # fallback: the node moved on to its next candidate model
+    seconds: float = 0.0
+    worker: str | None = None
+
+
 class NodeInfo(BaseModel):
     """Execution facts of one node, written by the worker that holds its lease."""
 
     queue: str | None = None
     worker: str | None = None
-    model: str | None = None
+    model: str | None = None  # the model running (or that ran) the node: a fallback when the chosen one failed
     pid: int | None = None
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
     retries: int = 0
+    model_attempts: list[ModelAttempt] = Field(default_factory=list)
 
 
 class TaskPublic(BaseModel):
@@ -50,9 +61,11 @@ class TaskPublic(BaseModel):
     model: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    attempts: int = 0
+    attempts: int = 0  # deliveries
     output: TaskOutput | None = None
     error: str | None = None
+    fallbacks: list[str] = Field(default_factory=list)  # candidates after the selected model, in order
+    model_attempts: list[ModelAttempt] = Field(default_factory=list)  # each model run: model, outcome, error
 
 
 class ArtifactPublic(BaseModel):

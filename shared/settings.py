@@ -9,7 +9,7 @@ from typing import Literal
 import json
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 POOLS: tuple[str, ...] = ("text", "vision", "audio")
@@ -57,6 +57,20 @@ class Settings(BaseSettings):
     preload_models: bool = True
     diagnostics: bool = False  # register the diag-* task types (benchmarks and tests)
     worker_concurrency: int = 2
+    max_fallbacks: int = Field(2, ge=0)  # candidate models a node falls back to when its model fails
+
+    # --- model sources: custom models, remote inference (workers/remote/) -------------------------
+    models_file: Path | None = None  # HGQ_MODELS_FILE: YAML of user models (shared/custom_models.py)
+    hf_token: SecretStr | None = Field(None, validation_alias=AliasChoices("HF_TOKEN", "HGQ_HF_TOKEN"))
+    hf_provider: str = "auto"  # InferenceClient provider for repo ids ("hf-inference" pins HF's own)
+    # with HF_TOKEN set, which task types each pool also offers catalogue models for, remotely:
+    # "missing" = only those no local model serves, "all" = every task type, "off" = none
+    hf_remote: Literal["missing", "all", "off"] = "missing"
+    remote_models_per_task: int = Field(2, ge=0)  # catalogue models announced per task type
+    remote_timeout_s: float = Field(30.0, gt=0)  # one HTTP call to an inference endpoint
+    remote_retries: int = Field(2, ge=0)  # in-call retries on 429, 5xx, timeouts, connection errors
+    remote_backoff_s: float = Field(1.0, ge=0)  # first wait; doubles each retry (a Retry-After header wins)
+    remote_backoff_max_s: float = Field(20.0, ge=0)  # longest single wait
 
     # --- local stack -----------------------------------------------------------------------
     output_dir: Path = Path("hgq-output")
@@ -110,6 +124,11 @@ class Settings(BaseSettings):
                 return [str(v).strip().lower() for v in json.loads(value)]
             return [v.strip().lower() for v in value.split(",") if v.strip()]
         return value
+
+    @field_validator("hf_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("task_hard_time_limit_s")
     @classmethod

@@ -68,6 +68,7 @@ def hgq_env(redis_url: str, fake_llm: FakeLLM, tmp_path_factory: pytest.TempPath
         "HGQ_WORKER_CONCURRENCY": "3",
         "HGQ_HOME": str(home),
         "HGQ_OUTPUT_DIR": str(home / "out"),
+        "HF_TOKEN": "",  # a developer's token must not add remote candidates to the tests' workers
     }
     os.environ.update(env)
     from shared.settings import get_settings
@@ -108,3 +109,28 @@ def client(settings, stack):  # type: ignore[no-untyped-def]
 def _reset_llm(request: pytest.FixtureRequest) -> None:
     if "fake_llm" in request.fixturenames:
         request.getfixturevalue("fake_llm").reset()
+
+
+@pytest.fixture(scope="session")
+def fake_hf() -> Iterator[object]:
+    """A fake Hugging Face inference endpoint (real HTTP, scriptable per path)."""
+    from tests.fake_hf_endpoint import FakeHFEndpoint
+
+    server = FakeHFEndpoint().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def models_stack(hgq_env: dict[str, str], fake_hf, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """llm + text workers on their own Redis DB, with HGQ_MODELS_FILE (tests/models_stack.py)."""
+    from tests.models_stack import models_stack as start
+
+    with start(hgq_env, fake_hf, tmp_path_factory.mktemp("models-stack")) as ms:
+        yield ms
+
+
+@pytest.fixture(autouse=True)
+def _reset_fake_hf(request: pytest.FixtureRequest) -> None:
+    if "fake_hf" in request.fixturenames or "models_stack" in request.fixturenames:
+        request.getfixturevalue("fake_hf").reset()

@@ -14,6 +14,7 @@ from shared.redis_conn import text_redis
 from shared.registry import WorkerAnnouncement, announce, prune, withdraw
 from shared.settings import LLM_QUEUE, POOLS, get_settings
 from workers.expert import get_expert
+from workers.model_sources import register_model_sources
 from workers.pools import import_pool, served_models, serving_experts
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ def current_pool() -> str | None:
 
 if current_pool() in POOLS:  # import the pool's experts before prefork forks its children
     import_pool(str(current_pool()))
+    register_model_sources(str(current_pool()), get_settings())  # HGQ_MODELS_FILE, remote candidates
 
 
 @worker_process_init.connect

@@ -4,6 +4,10 @@ Exactly-once effect under redelivery: START (Lua) refuses terminal nodes and nod
 lease another live delivery holds; the output is written with HSETNX; COMPLETE (Lua) is
 idempotent and re-announces queued successors when replayed, so a worker dying between any
 two steps loses nothing.
+
+When the node's model fails for a reason that is not the input's, the next candidate model of the
+selection stage (node.fallbacks) runs in the same delivery; every model run that did not simply
+succeed is recorded in NodeInfo.model_attempts (shown in the run).
 """
 
 from __future__ import annotations
@@ -16,22 +20,24 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from shared.artifacts import ArtifactStore
-from shared.errors import ExpertError, TransientExpertError
+from shared.errors import ExpertError, ModelUnavailable, TransientExpertError
 from shared.outputs import ExpertResult, TaskOutput
 from shared.plan import Node, ValidatedPlan
 from shared.redis_conn import bytes_redis, text_redis
-from shared.run_models import NodeInfo
+from shared.run_models import ModelAttempt, NodeInfo
 from shared.run_store import RunStore
 from shared.settings import Settings, get_settings
 from workers.dispatch import follow_transition
 from workers.expert import get_expert
 from workers.inputs import resolve_inputs
+from workers.model_sources import register_model_sources
 from workers.pools import import_pool
 
 log = logging.getLogger(__name__)
@@ -130,48 +136,106 @@ def execute_node(task: Task, run_id: str, node_id: int) -> dict[str, Any]:
     if status != "run":
         return {"status": status}
 
-    info = NodeInfo(queue=queue, worker=hostname, model=node.model, pid=os.getpid(), started_at=time.time(),
-                    retries=task.request.retries or 0)
+    prev = run.info(node_id) if attempt > 1 else None  # a retry or redelivery goes on where the last stopped
+    model = prev.model if prev is not None and prev.model in node.candidates() else node.model
+    info = NodeInfo(queue=queue, worker=hostname, model=model, pid=os.getpid(), started_at=time.time(),
+                    retries=task.request.retries or 0, model_attempts=prev.model_attempts if prev else [])
     run.set_info(node_id, info)
     ctx_token = current_run.set(run)
+    now = _Progress(info, time.time())  # the model running now, and since when (fallbacks move it on)
     try:
-        with _leases.holding(run, node_id, token, settings.lease_s):
-            output = _run_expert(node, run, settings)
+        output = _run_candidates(task, node, run, settings, now, token)
     except TransientExpertError as exc:
         run.release(node_id, token)
-        run.set_info(node_id, info.model_copy(update={"retries": info.retries + 1, "error": str(exc)}))
         retries = task.request.retries or 0
-        if retries >= settings.task_max_retries:
+        give_up = retries >= settings.task_max_retries
+        info = _attempted(now.info, now.started, str(exc), "failed" if give_up else "retry")
+        run.set_info(node_id, info.model_copy(update={"retries": info.retries + 1, "error": str(exc)}))
+        if give_up:
             return _fail(task, run, plan, node, f"{exc} (after {retries} retries)", info)
         raise task.retry(countdown=settings.task_retry_backoff_s * 2**retries, max_retries=None) from exc
     except Retry:
         raise
     except SoftTimeLimitExceeded:
-        return _fail(task, run, plan, node, f"timed out after {settings.task_soft_time_limit_s:g}s", info)
+        error = f"timed out after {settings.task_soft_time_limit_s:g}s"
+        return _fail(task, run, plan, node, error, _attempted(now.info, now.started, error, "failed"))
     except ExpertError as exc:
-        return _fail(task, run, plan, node, str(exc), info)
+        return _fail(task, run, plan, node, str(exc), _attempted(now.info, now.started, str(exc), "failed"))
     except Exception as exc:  # noqa: BLE001 - an expert bug fails its node, never the run
         log.exception("node %s.%s crashed", run_id, node_id)
-        return _fail(task, run, plan, node, f"{type(exc).__name__}: {exc}", info)
+        error = f"{type(exc).__name__}: {exc}"
+        return _fail(task, run, plan, node, error, _attempted(now.info, now.started, error, "failed"))
     finally:
         current_run.reset(ctx_token)
 
+    info = _attempted(now.info, now.started, None, "succeeded") if now.info.model_attempts else now.info
     run.write_output(node_id, output, info.model_copy(update={"finished_at": time.time()}))
     follow_transition(task.app, run_id, plan, run.complete(plan, node_id, "succeeded"))
     return {"status": "succeeded"}
 
 
-def _run_expert(node: Node, run: RunStore, settings: Settings) -> TaskOutput:
-    if node.model is None:
+@dataclass
+class _Progress:
+    info: NodeInfo
+    started: float
+
+
+def _run_candidates(task: Task, node: Node, run: RunStore, settings: Settings, now: _Progress,
+                    token: str) -> TaskOutput:
+    """Run the node's current model; when it fails for a reason that is not the input's, record the
+    attempt and go on with the next candidate (node.fallbacks) in this same delivery. Raises the last
+    error when no candidate is left or the error is final (`now` then names the model that raised)."""
+    while True:
+        now.started = time.time()
+        try:
+            with _leases.holding(run, node.id, token, settings.lease_s):
+                return _run_expert(node, now.info.model, run, settings)
+        except (Retry, SoftTimeLimitExceeded):
+            raise
+        except Exception as exc:
+            nxt = _next_candidate(node, now.info.model)
+            if nxt is None or not _falls_back(exc, task.request.retries or 0, settings):
+                raise
+            error = str(exc) if isinstance(exc, ExpertError) else f"{type(exc).__name__}: {exc}"
+            log.warning("node %s.%s: model %s failed (%s); falling back to %s", run.run_id, node.id,
+                        now.info.model, error, nxt)
+            now.info = _attempted(now.info, now.started, error, "fallback").model_copy(update={"model": nxt})
+            run.set_info(node.id, now.info)
+
+
+def _falls_back(exc: Exception, retries: int, settings: Settings) -> bool:
+    """A model's failure that the next candidate may not have: not the input's fault."""
+    if isinstance(exc, TransientExpertError):  # retried on this model first, unless the expert already did
+        return exc.exhausted or retries >= settings.task_max_retries
+    if isinstance(exc, ModelUnavailable):
+        return True
+    return not isinstance(exc, ExpertError)  # a crash: another model may well work
+
+
+def _next_candidate(node: Node, model: str | None) -> str | None:
+    candidates = node.candidates()
+    index = candidates.index(model) if model in candidates else -1
+    return candidates[index + 1] if index + 1 < len(candidates) else None
+
+
+def _attempted(info: NodeInfo, started: float, error: str | None, outcome: str) -> NodeInfo:
+    attempt = ModelAttempt(model=info.model, outcome=outcome, error=error,  # type: ignore[arg-type]
+                           seconds=round(time.time() - started, 3), worker=info.worker)
+    return info.model_copy(update={"model_attempts": [*info.model_attempts, attempt]})
+
+
+def _run_expert(node: Node, model: str | None, run: RunStore, settings: Settings) -> TaskOutput:
+    if model is None:
         raise ExpertError(f"no model was selected for task {node.id}")
     try:
-        expert = get_expert(node.model)
+        expert = get_expert(model)
     except KeyError:
         import_pool(node.pool)
+        register_model_sources(node.pool, settings)
         try:
-            expert = get_expert(node.model)
+            expert = get_expert(model)
         except KeyError as exc:
-            raise ExpertError(f"model {node.model} is not served by this worker") from exc
+            raise ModelUnavailable(f"model {model} is not served by this worker") from exc
     inputs = resolve_inputs(node, run, artifact_store(settings))
     expert.ensure_loaded()
     result: ExpertResult = expert.run(inputs, node.params)
