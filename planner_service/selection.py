@@ -37,10 +37,13 @@ def select_models(llm: LLM | None, request: str, plan: ValidatedPlan,
         ranked = rank(candidates.get(node.task, []), request)
         if not ranked:
             raise LLMError(f"no live worker serves '{node.task}' (task {node.id})")
+        # Only models that understand the task's literal args (style, labels, target ...) compete; when
+        # none does, all do, and the chosen model's error names the problem.
+        ranked = [m for m in ranked if m.accepts(node.params)] or ranked
         node.model = ranked[0].model_id
         ranked_ids[node.id] = [m.model_id for m in ranked]
         if len(ranked) == 1:
-            reasons[node.id] = "only candidate"
+            reasons[node.id] = "only candidate" if len(candidates[node.task]) == 1 else "only candidate for its args"
         else:
             contested[node.id] = ranked
             reasons[node.id] = "top-ranked candidate"

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from shared.registry import ServedModel
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "hf_models.jsonl"
-LOCAL_BACKENDS = frozenset({"local"})  # served on this machine by a worker, without a network call
+LOCAL_BACKENDS = frozenset({"local", "python"})  # run by a worker here, no network call (python: HGQ_MODELS_FILE)
 SIMILARITY_WEIGHT = 2.0  # a full word overlap outweighs the most popular candidate's popularity
 DESCRIPTION_CHARS = 600
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import redis
 from pydantic import BaseModel, Field
@@ -15,6 +16,19 @@ class ServedModel(BaseModel):
     task: str
     backend: str = "local"
     description: str = ""
+    required_params: list[str] = Field(default_factory=list)  # literal args it cannot run without
+    param_choices: dict[str, list[str]] = Field(default_factory=dict)  # arg -> the values it understands
+
+    def accepts(self, params: Mapping[str, object]) -> bool:
+        """Whether this model can run a task with these literal args (comma lists checked item by item)."""
+        if any(not str(params.get(name) or "").strip() for name in self.required_params):
+            return False
+        for name, allowed in self.param_choices.items():
+            if name in params:
+                values = {v.strip().lower() for v in str(params[name]).split(",") if v.strip()}
+                if not values <= set(allowed):
+                    return False
+        return True
 
 
 class WorkerAnnouncement(BaseModel):

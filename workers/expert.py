@@ -34,6 +34,9 @@ class Expert(ABC):
     pool: ClassVar[str]
     description: ClassVar[str] = ""
     backend: ClassVar[str] = "local"
+    # What selection needs to know to route a task's literal args to a model that understands them.
+    required_params: ClassVar[frozenset[str]] = frozenset()
+    param_choices: ClassVar[Mapping[str, frozenset[str]]] = {}  # arg -> accepted values (lowercase)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

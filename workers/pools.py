@@ -47,5 +47,7 @@ def serving_experts(pool: str, settings: Settings) -> list[type[Expert]]:
 
 
 def served_models(pool: str, settings: Settings) -> list[ServedModel]:
-    return [ServedModel(model_id=c.model_id, task=c.task, backend=c.backend, description=c.description)
+    return [ServedModel(model_id=c.model_id, task=c.task, backend=c.backend, description=c.description,
+                        required_params=sorted(c.required_params),
+                        param_choices={k: sorted(v) for k, v in c.param_choices.items()})
             for c in serving_experts(pool, settings)]

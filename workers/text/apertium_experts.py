@@ -86,6 +86,7 @@ class ApertiumEngSpa(Expert):
     pool = "text"
     description = ("Apertium rule-based machine translation English <-> Spanish (offline, deterministic, fast); "
                    "param target: 'Spanish' or 'English'")
+    param_choices = {"target": frozenset(ALIASES)}
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

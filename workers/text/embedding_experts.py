@@ -119,6 +119,7 @@ class MiniLMZeroShot(_MiniLMExpert):
     task = "text-classification"
     description = ("zero-shot topic labels with all-MiniLM-L6-v2 sentence embeddings: picks the best of the "
                    "comma-separated candidate labels given in `labels` (English)")
+    required_params = frozenset({"labels"})
 
     def run(self, inputs: Mapping[str, InputValue], params: Mapping[str, Any]) -> ExpertResult:
         text = _text(inputs)

@@ -49,6 +49,7 @@ class VaderSentiment(Expert):
     task = "text-classification"
     pool = "text"
     description = "VADER lexicon sentiment (English): positive / negative / neutral"
+    param_choices = {"labels": frozenset(SENTIMENTS)}
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

@@ -197,6 +197,7 @@ class PillowImageFilters(Expert):
     task = "image-to-image"
     pool = "vision"
     description = "non-neural transforms with Pillow: gray, canny edges, pencil sketch, stylize, sepia, invert"
+    param_choices = {"style": frozenset([*STYLES, *ALIASES])}
 
     def run(self, inputs: Mapping[str, InputValue], params: Mapping[str, Any]) -> ExpertResult:
         img = load_image(inputs)

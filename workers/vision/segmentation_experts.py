@@ -241,6 +241,8 @@ class PoseMap(Expert):
     pool = "vision"
     description = ("MediaPipe BlazePose (CPU): OpenPose-style pose map (ControlNet openpose control image), the body "
                    "skeletons of the people in a photo drawn on black (style 'pose'); makes no other styles")
+    required_params = frozenset({"style"})
+    param_choices = {"style": frozenset(POSE_STYLES)}
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -369,6 +371,7 @@ class OpenCVFilters(Expert):
     pool = "vision"
     description = ("OpenCV non-neural photo effects: canny edge map, pencil sketch (gray or colour), stylization "
                    "(watercolour painting), cartoon, detail enhance, grayscale")
+    param_choices = {"style": frozenset([*CV_STYLES, *CV_ALIASES])}
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
