@@ -281,6 +281,6 @@ def test_shared_server_and_schema_constrained_plan(tmp_path):
     # the owner stopped its server and removed the discovery file
     assert not (home / local_llm.DISCOVERY_FILE).exists()
     deadline = time.monotonic() + 15
-    while local_llm._pid_alive(started["pid"]) and time.monotonic() < deadline:
+    while local_llm.pid_alive(started["pid"]) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not local_llm._pid_alive(started["pid"])
+    assert not local_llm.pid_alive(started["pid"])

@@ -276,13 +276,10 @@ def annotate(img: Image.Image, boxes: list[Box]) -> Image.Image:
     return out
 
 
-@register
-class FacePersonDetector(Expert):
-    model_id = "google/mediapipe-face-person-detection"
-    task = "object-detection"
+class PeopleExpert(Expert):
+    """Base of the experts built on the process's one PeopleFinder (MediaPipe pose + face detection)."""
+
     pool = "vision"
-    description = ("MediaPipe face detection and BlazePose person detection (CPU): finds ONLY faces and people "
-                   "(no other objects), returns their boxes with scores and draws them on the image")
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -290,6 +287,14 @@ class FacePersonDetector(Expert):
 
     def _load(self) -> None:
         self._finder = people_finder()
+
+
+@register
+class FacePersonDetector(PeopleExpert):
+    model_id = "google/mediapipe-face-person-detection"
+    task = "object-detection"
+    description = ("MediaPipe face detection and BlazePose person detection (CPU): finds ONLY faces and people "
+                   "(no other objects), returns their boxes with scores and draws them on the image")
 
     def run(self, inputs: Mapping[str, InputValue], params: Mapping[str, Any]) -> ExpertResult:
         wanted, unknown = parse_labels(params.get("labels"))

@@ -175,20 +175,21 @@ ALIASES = {
 }
 
 
-def pick_style(param: object, instruction: object) -> str:
+def pick_style(param: object, instruction: object, styles: Mapping[str, object] = STYLES,
+               aliases: Mapping[str, str] = ALIASES, default: str = "gray") -> str:
     """The style from the `style` param, else a style word in the optional text instruction."""
     if param:
         name = str(param).strip().lower()
-        name = ALIASES.get(name, name)
-        if name not in STYLES:
-            raise ExpertError(f"unknown style '{param}'; one of: {', '.join(STYLES)}")
+        name = aliases.get(name, name)
+        if name not in styles:
+            raise ExpertError(f"unknown style '{param}'; one of: {', '.join(styles)}")
         return name
     if isinstance(instruction, str):
         words = instruction.lower()
-        for word in sorted([*STYLES, *ALIASES], key=len, reverse=True):
+        for word in sorted([*styles, *aliases], key=len, reverse=True):
             if re.search(rf"\b{re.escape(word)}\b", words):
-                return ALIASES.get(word, word)
-    return "gray"
+                return aliases.get(word, word)
+    return default
 
 
 @register

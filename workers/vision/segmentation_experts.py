@@ -17,7 +17,6 @@ import hashlib
 import importlib.util
 import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,8 @@ from PIL import Image
 from shared.errors import ExpertError, ModelUnavailable
 from shared.outputs import ExpertResult, MediaBlob
 from workers.expert import Expert, InputValue, register
-from workers.vision.detection_experts import LANDMARK_VISIBLE, Person, mediapipe_unavailable_reason, people_finder
-from workers.vision.experts import load_image, png_bytes
+from workers.vision.detection_experts import LANDMARK_VISIBLE, PeopleExpert, Person, mediapipe_unavailable_reason
+from workers.vision.experts import load_image, pick_style, png_bytes
 
 MASK_THRESHOLD = 0.5
 
@@ -73,19 +72,11 @@ def mask_result(img: Image.Image, prob: np.ndarray, what: str, order: str, extra
 
 
 @register
-class PersonSegmentation(Expert):
+class PersonSegmentation(PeopleExpert):
     model_id = "google/mediapipe-person-segmentation"
     task = "image-segmentation"
-    pool = "vision"
     description = ("MediaPipe BlazePose GHUM person segmentation (CPU): mask and cut-out of the people in a photo, "
                    "with the share of the image they cover; empty when no person is found")
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        return mediapipe_unavailable_reason()
-
-    def _load(self) -> None:
-        self._finder = people_finder()
 
     def run(self, inputs: Mapping[str, InputValue], params: Mapping[str, Any]) -> ExpertResult:
         order = _output_order(params.get("output"))
@@ -235,10 +226,9 @@ def draw_openpose(size: tuple[int, int], people: list[list[tuple[float, float] |
 
 
 @register
-class PoseMap(Expert):
+class PoseMap(PeopleExpert):
     model_id = "google/mediapipe-pose"
     task = "image-to-image"
-    pool = "vision"
     description = ("MediaPipe BlazePose (CPU): OpenPose-style pose map (ControlNet openpose control image), the body "
                    "skeletons of the people in a photo drawn on black (style 'pose'); makes no other styles")
     required_params = frozenset({"style"})
@@ -248,9 +238,6 @@ class PoseMap(Expert):
     def unavailable_reason(cls) -> str | None:
         return mediapipe_unavailable_reason() or (
             "python package opencv-python-headless not installed" if importlib.util.find_spec("cv2") is None else None)
-
-    def _load(self) -> None:
-        self._finder = people_finder()
 
     def run(self, inputs: Mapping[str, InputValue], params: Mapping[str, Any]) -> ExpertResult:
         style = str(params.get("style") or "pose").strip().lower()
@@ -348,20 +335,9 @@ CV_ALIASES = {
 
 
 def pick_cv_style(param: object, instruction: object) -> str:
-    if param:
-        name = str(param).strip().lower()
-        if name in POSE_STYLES:
-            raise ExpertError(f"pose maps come from the google/mediapipe-pose model, not {OpenCVFilters.model_id}")
-        name = CV_ALIASES.get(name, name)
-        if name not in CV_STYLES:
-            raise ExpertError(f"unknown style '{param}'; one of: {', '.join(CV_STYLES)}")
-        return name
-    if isinstance(instruction, str):
-        words = instruction.lower()
-        for word in sorted([*CV_STYLES, *CV_ALIASES], key=len, reverse=True):
-            if re.search(rf"\b{re.escape(word)}\b", words):
-                return CV_ALIASES.get(word, word)
-    return "canny"
+    if param and str(param).strip().lower() in POSE_STYLES:
+        raise ExpertError(f"pose maps come from the google/mediapipe-pose model, not {OpenCVFilters.model_id}")
+    return pick_style(param, instruction, CV_STYLES, CV_ALIASES, default="canny")
 
 
 @register
