@@ -6,7 +6,7 @@ serve here, then runs each one on the same fixed input a few times. Printed as a
     .venv/bin/python bench/models_bench.py [--repeats 3] [--pool text] [--json]
 
 Fixed inputs: examples/meeting.wav (speech), examples/sign.png (text in an image), scikit-image's
-bundled astronaut photo (a person; falls back to sign.png), and the English paragraph below.
+bundled astronaut (a person) and chelsea (a cat) photos, and the English paragraph below.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _rss_mb() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def _sample_image() -> Any:
+def _sample_image(photo: str = "astronaut") -> Any:
     from workers.expert import Media
 
     try:
@@ -59,8 +59,8 @@ def _sample_image() -> Any:
         from skimage import data
 
         buf = io.BytesIO()
-        Image.fromarray(data.astronaut()).save(buf, format="PNG")
-        return Media(data=buf.getvalue(), mime="image/png", name="astronaut.png")
+        Image.fromarray(getattr(data, photo)()).save(buf, format="PNG")
+        return Media(data=buf.getvalue(), mime="image/png", name=f"{photo}.png")
     except ImportError:
         return Media(data=(ROOT / "examples" / "sign.png").read_bytes(), mime="image/png", name="sign.png")
 
@@ -70,7 +70,7 @@ def sample_inputs(task: str) -> dict[str, Any]:
     from shared.catalog import TASK_TYPES
     from workers.expert import Media
 
-    image = _sample_image()
+    image = _sample_image("chelsea" if task == "image-classification" else "astronaut")
     audio = Media(data=(ROOT / "examples" / "meeting.wav").read_bytes(), mime="audio/wav", name="meeting.wav")
     sign = Media(data=(ROOT / "examples" / "sign.png").read_bytes(), mime="image/png", name="sign.png")
     texts = {"text": PARAGRAPH, "text2": "Lovelace wrote the first computer program for Babbage's engine.",
@@ -86,6 +86,15 @@ def sample_inputs(task: str) -> dict[str, Any]:
         elif spec.required or slot in texts:
             out[slot] = texts.get(slot, PARAGRAPH)
     return out
+
+
+def params_for(cls: Any) -> dict[str, str]:
+    """The fixed params of its task, less those the model does not understand, plus those it needs."""
+    params = {k: v for k, v in PARAMS.get(cls.task, {}).items()
+              if k not in cls.param_choices or v.lower() in cls.param_choices[k]}
+    for name in cls.required_params:
+        params.setdefault(name, sorted(cls.param_choices.get(name, {"x"}))[0])
+    return params
 
 
 def bench_pool(pool: str, repeats: int) -> dict[str, Any]:
@@ -109,7 +118,7 @@ def bench_pool(pool: str, repeats: int) -> dict[str, Any]:
             expert.ensure_loaded()
             row["load_s"] = time.perf_counter() - started
             row["rss_step_mb"] = _rss_mb() - before
-            inputs, params = sample_inputs(cls.task), PARAMS.get(cls.task, {})
+            inputs, params = sample_inputs(cls.task), params_for(cls)
             times = []
             for _ in range(repeats + 1):  # the first run warms caches and is not counted
                 t0 = time.perf_counter()

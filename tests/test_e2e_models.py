@@ -15,13 +15,13 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 pytestmark = pytest.mark.slow
 
 
-def _transcribe(client, art) -> str:  # type: ignore[no-untyped-def]
+def _transcribe(client, art, language: str = "en") -> str:  # type: ignore[no-untyped-def]
     from workers.audio.experts import WhisperASR
     from workers.expert import Media, get_expert
 
     expert = get_expert(WhisperASR.model_id)
     expert.ensure_loaded()
-    result = expert.run({"audio": Media(client.artifacts.get(art.id), art.mime)}, {"language": "en"})
+    result = expert.run({"audio": Media(client.artifacts.get(art.id), art.mime)}, {"language": language})
     return result.text or ""
 
 
@@ -64,3 +64,33 @@ def test_ocr_to_speech_speaks_the_text_in_the_image(client) -> None:  # type: ig
     spoken = _transcribe(client, view.tasks["2"].output.artifact("audio")).lower()
     assert "closed on sundays" in spoken
     assert view.tasks["0"].queue == "vision" and view.tasks["2"].queue == "audio"
+
+
+def test_ocr_to_translation_to_speech_speaks_the_translation(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    from workers.text.apertium_experts import ApertiumEngSpa
+
+    if ApertiumEngSpa.unavailable_reason():
+        pytest.skip(ApertiumEngSpa.unavailable_reason() or "")
+    uploads = client.uploads_for([EXAMPLES / "sign.png"])
+    plan = parse_plan_json([
+        {"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "sign.png"}},
+        {"id": 1, "task": "translation", "dep": [0], "args": {"text": "<GENERATED>-0", "target": "Spanish"}},
+        {"id": 2, "task": "text-to-speech", "dep": [1], "args": {"text": "<GENERATED>-1"}},
+    ])
+    fake_llm.script("select", {"choices": [{"id": 1, "model": ApertiumEngSpa.model_id, "reason": "offline es"}]})
+    view = wait_final(client, client.submit(RequestCreate(text="translate the sign into Spanish and read it aloud",
+                                                          uploads=uploads, plan=plan)), timeout_s=180)
+    assert view.status == "succeeded", view.model_dump_json(indent=1)
+    assert view.tasks["1"].model == ApertiumEngSpa.model_id
+    spanish = view.tasks["1"].output.text
+    assert "domingos" in spanish.lower() and "Sundays" not in spanish
+    assert view.tasks["2"].output.text == spanish  # the speech node was given the TRANSLATION ...
+    # ... and says it: what whisper hears (an English voice reading Spanish) is closer to the Spanish text
+    # than to the English one it was translated from.
+    from difflib import SequenceMatcher
+
+    spoken = " ".join(words(_transcribe(client, view.tasks["2"].output.artifact("audio"), language="es")))
+    english = " ".join(words(view.tasks["0"].output.text))
+    closeness = {name: SequenceMatcher(None, spoken, " ".join(words(text))).ratio()
+                 for name, text in (("spanish", spanish), ("english", english))}
+    assert closeness["spanish"] > closeness["english"] + 0.1, (spoken, closeness)
