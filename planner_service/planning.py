@@ -46,6 +46,13 @@ _DEMOS: list[tuple[str, list[dict[str, object]]]] = [
         {"id": 1, "task": "text-classification", "dep": [0], "args": {"text": "<GENERATED>-0"}},
         {"id": 2, "task": "text-to-speech", "dep": [0], "args": {"text": "<GENERATED>-0"}},
     ]),
+    ("Answer the question written on card.png using what is said in talk.wav. "
+     "[files: card.png (image), talk.wav (audio)]", [
+        {"id": 0, "task": "automatic-speech-recognition", "dep": [-1], "args": {"audio": "talk.wav"}},
+        {"id": 1, "task": "image-to-text", "dep": [-1], "args": {"image": "card.png"}},
+        {"id": 2, "task": "question-answering", "dep": [0, 1],
+         "args": {"text": "<GENERATED>-0", "question": "<GENERATED>-1"}},
+    ]),
     ("Read menu.jpg and translate it into Spanish. [files: menu.jpg (image)]", [
         {"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "menu.jpg"}},
         {"id": 1, "task": "translation", "dep": [0], "args": {"text": "<GENERATED>-0", "target": "Spanish"}},

@@ -30,7 +30,8 @@ class TaskType(BaseModel):
     diagnostic: bool = False
 
     def line(self) -> str:
-        ins = ", ".join(f"{n}:{s.kind}{'' if s.required else '?'}" for n, s in self.inputs.items())
+        ins = ", ".join(f"{n}:{s.kind}{'' if s.required else '?'}{f' ({s.doc})' if s.doc else ''}"
+                        for n, s in self.inputs.items())
         outs = "+".join(sorted(self.produces))
         extra = "; ".join(f"{name}: {doc}" for name, doc in self.params.items())
         return f"{self.name}({ins}) -> {outs}: {self.description}" + (f" [optional args: {extra}]" if extra else "")
@@ -63,14 +64,14 @@ TASK_TYPES: dict[str, TaskType] = {
         _t("text-classification", "text", {"text": TEXT}, {"text"}, "label a text (sentiment or given labels)",
            params={"labels": "comma-separated candidate labels (zero-shot)"}),
         _t("token-classification", "text", {"text": TEXT}, {"text"}, "named entities in a text"),
-        _t("sentence-similarity", "text", {"text": TEXT, "text2": TEXT}, {"text"}, "similarity score of two texts"),
-        _t("question-answering", "text", {"text": TEXT, "question": TEXT}, {"text"},
+        _t("sentence-similarity", "text", {"text": TEXT, "text2": Slot(kind="text", doc="the other text")}, {"text"}, "similarity score of two texts"),
+        _t("question-answering", "text", {"text": Slot(kind="text", doc="the context"), "question": TEXT}, {"text"},
            "answer a question from a context text"),
         _t("summarization", "text", {"text": TEXT}, {"text"}, "summarise a text"),
         _t("translation", "text", {"text": TEXT}, {"text"}, "translate a text",
            params={"target": "target language, e.g. 'French' (default English)"}),
         _t("conversational", "text", {"text": TEXT}, {"text"}, "reply to a message"),
-        _t("text-generation", "text", {"text": TEXT}, {"text"}, "continue or write text from a prompt"),
+        _t("text-generation", "text", {"text": Slot(kind="text", doc="the prompt")}, {"text"}, "continue or write text from a prompt"),
         _t("text2text-generation", "text", {"text": TEXT}, {"text"}, "rewrite text following an instruction",
            params={"instruction": "what to do with the text, e.g. 'rewrite as a formal email'"}),
         _t("language-detection", "text", {"text": TEXT}, {"text"}, "which language a text is in"),
@@ -85,9 +86,9 @@ TASK_TYPES: dict[str, TaskType] = {
            "mask and cut-out of the main subject (people, or the salient object) and the share of the image it covers",
            params={"output": "mask|cutout: which image comes first (default mask)"}),
         _t("depth-estimation", "vision", {"image": IMAGE}, {"image"}, "depth map of an image"),
-        _t("visual-question-answering", "vision", {"image": IMAGE, "text": TEXT}, {"text"},
+        _t("visual-question-answering", "vision", {"image": IMAGE, "text": Slot(kind="text", doc="the question")}, {"text"},
            "answer a question about an image"),
-        _t("document-question-answering", "vision", {"image": IMAGE, "text": TEXT}, {"text"},
+        _t("document-question-answering", "vision", {"image": IMAGE, "text": Slot(kind="text", doc="the question")}, {"text"},
            "answer a question about a document image"),
         _t("text-to-image", "vision", {"text": TEXT}, {"image"}, "generate an image from a description"),
         _t("image-to-image", "vision", {"image": IMAGE, "text": Slot(kind="text", required=False)}, {"image"},

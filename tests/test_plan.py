@@ -81,3 +81,20 @@ def test_duplicate_ids_and_malformed_json() -> None:
         parse_plan_json([{"id": 0}])
     with pytest.raises(PlanError, match="Extra inputs"):
         parse_plan_json([{"id": 0, "task": "summarization", "colour": "red"}])
+
+
+def test_planner_demonstrations_are_valid_plans_and_include_a_two_input_join() -> None:
+    import re
+
+    from planner_service.planning import _DEMOS
+    from shared.catalog import TASK_TYPES
+
+    offered = {name for name, spec in TASK_TYPES.items() if not spec.diagnostic}
+    joins = 0
+    for request, tasks in _DEMOS:
+        files = re.findall(r"(\S+\.\w+) \((image|audio)\)", request)
+        uploads = {name: ArtifactRef(id="0" * 64, mime=f"{kind}/x", kind=kind, size=1, name=name)  # type: ignore[arg-type]
+                   for name, kind in files}
+        plan = validate_plan(parse_plan_json(tasks), uploads, offered)  # raises PlanError when invalid
+        joins += sum(len(node.deps) >= 2 for node in plan.nodes)
+    assert joins >= 1
