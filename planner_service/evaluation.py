@@ -459,6 +459,16 @@ def totals_text(s: Summary) -> str:
     return "\n".join(lines)
 
 
+def installed_task_types(settings: Any) -> set[str]:
+    """The task types this install's own experts serve: what its live workers would offer the planner
+    (the LLM's text tasks included: the evaluation always has an LLM)."""
+    from workers.expert import expert_classes
+    from workers.pools import POOL_MODULES, serving_experts
+
+    local = {cls.task for pool in POOL_MODULES for cls in serving_experts(pool, settings) if cls.backend == "local"}
+    return local | {cls.task for cls in expert_classes() if cls.backend == "llm"}
+
+
 # --- command line ------------------------------------------------------------------------------
 @click.group("eval")
 def eval_group() -> None:
@@ -470,7 +480,7 @@ def eval_group() -> None:
 @click.option("--limit", type=int, default=None, help="only the first N requests")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object (results and totals)")
 @click.option("--available", default=None,
-              help="comma-separated task types offered to the planner (default: those with a local model)")
+              help="comma-separated task types offered to the planner (default: those this install's local models serve)")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="also append each result to this JSONL file as it completes (then the summary)")
 def plans_cmd(file: Path | None, limit: int | None, as_json: bool, available: str | None,
@@ -486,13 +496,14 @@ def plans_cmd(file: Path | None, limit: int | None, as_json: bool, available: st
     except (OSError, ValueError, KeyError) as exc:
         click.echo(f"error: cannot read {path}: {exc}", err=True)
         sys.exit(2)
-    offered = set(DEFAULT_AVAILABLE) if available is None else {a.strip() for a in available.split(",") if a.strip()}
+    settings = get_settings()
+    offered = installed_task_types(settings) if available is None else {
+        a.strip() for a in available.split(",") if a.strip()}
     unknown = sorted(offered - set(TASK_TYPES))
     if unknown:
         click.echo(f"error: unknown task types: {', '.join(unknown)}", err=True)
         sys.exit(2)
 
-    settings = get_settings()
     try:
         if not settings.openai_base_url:
             from shared.local_llm import ensure_local_llm

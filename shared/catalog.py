@@ -71,7 +71,7 @@ TASK_TYPES: dict[str, TaskType] = {
         _t("translation", "text", {"text": TEXT}, {"text"}, "translate a text",
            params={"target": "target language, e.g. 'French' (default English)"}),
         _t("conversational", "text", {"text": TEXT}, {"text"}, "reply to a message"),
-        _t("text-generation", "text", {"text": Slot(kind="text", doc="the prompt")}, {"text"}, "continue or write text from a prompt"),
+        _t("text-generation", "text", {"text": TEXT}, {"text"}, "continue or write text from a prompt"),
         _t("text2text-generation", "text", {"text": TEXT}, {"text"}, "rewrite text following an instruction",
            params={"instruction": "what to do with the text, e.g. 'rewrite as a formal email'"}),
         _t("language-detection", "text", {"text": TEXT}, {"text"}, "which language a text is in"),

@@ -215,7 +215,7 @@ def test_eval_plans_command_on_the_scripted_llm(hgq_env, fake_llm, two_requests:
     assert first["valid"] and first["node_f1"] == 1.0 and first["llm_calls"] == 1
     assert not second["valid"] and second["llm_calls"] == 2 and "unknown task type 'ocr'" in second["error"]
     offered = fake_llm.calls("plan")[0]["messages"][0]["content"]
-    assert "automatic-speech-recognition(" in offered and "object-detection(" not in offered
+    assert "automatic-speech-recognition(" in offered and "text-to-image(" not in offered  # no local model
     assert "[files: memo.wav (audio)]" in fake_llm.calls("plan")[0]["messages"][-1]["content"]
 
 
