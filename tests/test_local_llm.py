@@ -217,10 +217,14 @@ def test_server_that_cannot_load_reports_its_output(tmp_path):
 
 
 def _real_model_or_skip() -> Path:
-    try:
-        return resolve_gguf(Settings(), assemble=False)
-    except ConfigError as e:
-        pytest.skip(f"local LLM not prepared (python -m shared.local_llm --prepare): {e}")
+    """The prepared GGUF: under HGQ_HOME, or the default home (the test session points HGQ_HOME at a temp dir)."""
+    errors = []
+    for settings in (Settings(), Settings(home=Path.home() / ".cache" / "hgq")):
+        try:
+            return resolve_gguf(settings, assemble=False)
+        except ConfigError as e:
+            errors.append(str(e))
+    pytest.skip(f"local LLM not prepared (python -m shared.local_llm --prepare): {errors}")
 
 
 from planner_service.planning import PLAN_SCHEMA  # noqa: E402  (the schema the planner really sends)
