@@ -232,9 +232,12 @@ from planner_service.planning import PLAN_SCHEMA  # noqa: E402  (the schema the 
 
 @pytest.mark.slow
 @needs_llama
-def test_shared_server_and_schema_constrained_plan(tmp_path):
+def test_shared_server_and_schema_constrained_plan(tmp_path, monkeypatch):
     """One process starts the server (owner); this one finds it via llm.json, plans through `openai`."""
     from openai import OpenAI
+
+    for name in ("HGQ_LLM_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):  # the test session's scripted-LLM env
+        monkeypatch.delenv(name, raising=False)
 
     model = _real_model_or_skip()
     home = tmp_path / "home"
