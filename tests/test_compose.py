@@ -63,3 +63,23 @@ def test_prometheus_and_grafana_mount_the_monitoring_files() -> None:
     assert SERVICES["flower"]["command"] == ["hgq", "flower"]
     for name in ("planner", "worker-text", "worker-vision", "worker-audio"):
         assert SERVICES[name]["environment"]["HGQ_METRICS_PORT"] == "9808" and SERVICES[name]["expose"] == ["9808"]
+
+
+def test_the_image_it_builds_installs_what_setup_installs() -> None:
+    """docker-compose builds `.`: the Dockerfile must exist and install the same models as scripts/setup.sh."""
+    import re
+
+    assert COMPOSE["x-hgq"]["build"] == "."
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+
+    def no_deps(text: str) -> set[str]:
+        return {pkg for line in re.findall(r"pip install[^\n]*--no-deps ([^\n]+)", text) for pkg in line.split()}
+
+    assert no_deps(setup) and no_deps(dockerfile) == no_deps(setup)
+    assert '".[models,llm]"' in dockerfile and '".[models,llm,test]"' in setup
+    runtime_apt = {pkg for pkgs in re.findall(r"need_apt\+=\(([^)]*)\)", setup) for pkg in pkgs.split()}
+    runtime_apt -= {"redis-server", "chromium", "chromium-driver"}  # its own service; the web page test
+    assert runtime_apt and all(re.search(rf"\b{re.escape(pkg)}\b", dockerfile) for pkg in runtime_apt)
+    assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in dockerfile  # never the CUDA build
+    assert "hgq prepare" in dockerfile
