@@ -276,7 +276,7 @@ def llm(host: str, port: int) -> None:
     with _user_errors():
         path = resolve_gguf(settings)
         server = LocalLLMServer(model_path=path, alias=model_spec(settings.local_llm).alias, host=host, port=port,
-                                n_ctx=settings.llm_context_tokens).start()
+                                n_ctx=settings.llm_context_tokens, cache_mb=settings.local_llm_cache_mb).start()
     _err(f"local LLM {server.model} serving at {server.base_url}; Ctrl-C stops it")
     try:
         assert server.process is not None

@@ -374,6 +374,7 @@ class LocalLLMServer:
     log_path: Path | None = None
     die_with_parent: bool = True
     extra_args: tuple[str, ...] = ()
+    cache_mb: int = 0  # llama-cpp-python's RAM prompt cache (states of earlier prompts); 0 = off
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _log: object = field(default=None, init=False, repr=False)
 
@@ -399,6 +400,8 @@ class LocalLLMServer:
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(threads),
             "--n_threads_batch", str(threads),
+            *(("--cache", "True", "--cache_type", "ram", "--cache_size", str(self.cache_mb * 2**20))
+              if self.cache_mb else ()),
             *self.extra_args,
         ]  # fmt: skip
         if self.die_with_parent:
@@ -572,6 +575,7 @@ def ensure_local_llm(settings: Settings | None = None, *, startup_timeout_s: flo
                 port=settings.local_llm_port,
                 n_ctx=settings.llm_context_tokens,
                 n_threads=settings.local_llm_threads or None,
+                cache_mb=settings.local_llm_cache_mb,
                 startup_timeout_s=startup_timeout_s,
                 log_path=home / "llm-server.log",
             ).start()

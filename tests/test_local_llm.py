@@ -291,3 +291,13 @@ def test_shared_server_and_schema_constrained_plan(tmp_path, monkeypatch):
     while local_llm.pid_alive(started["pid"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not local_llm.pid_alive(started["pid"])
+
+
+def test_server_command_turns_the_prompt_cache_on_from_settings(tmp_path):
+    """The planner's long prompt prefix must survive other stages' calls: llama-cpp's RAM prompt cache."""
+    assert Settings().local_llm_cache_mb == 1024
+    on = LocalLLMServer(model_path=tmp_path / "m.gguf", alias="m", port=1, cache_mb=512).command()
+    i = on.index("--cache")
+    assert on[i:i + 6] == ["--cache", "True", "--cache_type", "ram", "--cache_size", str(512 * 2**20)]
+    off = LocalLLMServer(model_path=tmp_path / "m.gguf", alias="m", port=1, cache_mb=0).command()
+    assert "--cache" not in off
