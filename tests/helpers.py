@@ -28,3 +28,11 @@ def run_plan(client: Any, tasks: list[dict[str, Any]], text: str = "diagnostic r
 def diag(node_id: int, deps: list[int], seconds: float = 0.0, pool: str = "text", **args: Any) -> dict[str, Any]:
     return {"id": node_id, "task": f"diag-{pool}", "dep": deps or [-1],
             "args": {"seconds": seconds, "name": f"n{node_id}", **args}}
+
+
+def needs(expert_class: Any) -> Any:
+    """Skip marker: the test needs this expert's packages and model files (`make setup` installs them)."""
+    import pytest
+
+    reason = expert_class.unavailable_reason()
+    return pytest.mark.skipif(reason is not None, reason=reason or "")

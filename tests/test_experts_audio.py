@@ -18,7 +18,8 @@ from shared.errors import ExpertError, ModelUnavailable
 from shared.settings import get_settings
 from tests.media import noise, silence, speech, transcode, words, words_match
 from workers.audio.experts import PiperTTS, SpeechLanguageClassifier, WhisperASR
-from workers.expert import Expert, Media, expert_classes, get_expert
+from workers.expert import Media, expert_classes, get_expert
+from tests.helpers import needs
 
 SENTENCE = "Please send the weekly report to the finance team before Friday afternoon."
 
@@ -49,9 +50,6 @@ def model_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     get_settings.cache_clear()
 
 
-def _needs(cls: type[Expert]) -> pytest.MarkDecorator:
-    reason = cls.unavailable_reason()
-    return pytest.mark.skipif(reason is not None, reason=reason or "")
 
 
 # --- the resolver ----------------------------------------------------------------------------
@@ -155,7 +153,7 @@ def test_missing_model_names_the_pip_packages(env: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
-@_needs(PiperTTS)
+@needs(PiperTTS)
 def test_piper_speaks_a_valid_wav(model_home: Path) -> None:
     result = get_expert(PiperTTS.model_id).run({"text": SENTENCE}, {})
     blob = result.media[0]
@@ -172,8 +170,8 @@ def test_piper_speaks_a_valid_wav(model_home: Path) -> None:
 
 
 @pytest.mark.slow
-@_needs(PiperTTS)
-@_needs(WhisperASR)
+@needs(PiperTTS)
+@needs(WhisperASR)
 def test_whisper_transcribes_piper_speech(model_home: Path) -> None:
     result = get_expert(WhisperASR.model_id).run({"audio": speech(SENTENCE)}, {})
     assert words_match(SENTENCE, result.text or ""), result.text
@@ -182,8 +180,8 @@ def test_whisper_transcribes_piper_speech(model_home: Path) -> None:
 
 
 @pytest.mark.slow
-@_needs(PiperTTS)
-@_needs(WhisperASR)
+@needs(PiperTTS)
+@needs(WhisperASR)
 def test_whisper_decodes_other_formats(model_home: Path) -> None:
     flac = transcode(speech(SENTENCE), "flac", "flac")
     assert flac.data[:4] == b"fLaC"
@@ -192,7 +190,7 @@ def test_whisper_decodes_other_formats(model_home: Path) -> None:
 
 
 @pytest.mark.slow
-@_needs(WhisperASR)
+@needs(WhisperASR)
 def test_whisper_on_silence_and_bad_input(model_home: Path) -> None:
     expert = get_expert(WhisperASR.model_id)
     assert words(expert.run({"audio": silence(2.0)}, {}).text or "") == []
@@ -203,8 +201,8 @@ def test_whisper_on_silence_and_bad_input(model_home: Path) -> None:
 
 
 @pytest.mark.slow
-@_needs(PiperTTS)
-@_needs(SpeechLanguageClassifier)
+@needs(PiperTTS)
+@needs(SpeechLanguageClassifier)
 def test_audio_classification_speech_and_language(model_home: Path) -> None:
     result = get_expert(SpeechLanguageClassifier.model_id).run({"audio": speech(SENTENCE)}, {})
     assert result.labels[0].label == "speech" and result.labels[0].score > 0.5
@@ -214,7 +212,7 @@ def test_audio_classification_speech_and_language(model_home: Path) -> None:
 
 
 @pytest.mark.slow
-@_needs(SpeechLanguageClassifier)
+@needs(SpeechLanguageClassifier)
 @pytest.mark.parametrize("clip", [silence(3.0), noise(3.0)], ids=["silence", "noise"])
 def test_audio_classification_non_speech(model_home: Path, clip: Media) -> None:
     result = get_expert(SpeechLanguageClassifier.model_id).run({"audio": clip}, {})

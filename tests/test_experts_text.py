@@ -6,8 +6,9 @@ import pytest
 
 from shared.catalog import task_type
 from shared.errors import ExpertError
-from workers.expert import Expert, expert_classes, get_expert
+from workers.expert import expert_classes, get_expert
 from workers.text.experts import LangDetect, TextRankSummarizer, VaderSentiment, split_sentences
+from tests.helpers import needs
 
 LONG = (
     "The Industrial Revolution began in Great Britain in the late eighteenth century. "
@@ -23,9 +24,6 @@ LONG = (
 )
 
 
-def _skip_unless(cls: type[Expert]) -> pytest.MarkDecorator:
-    reason = cls.unavailable_reason()
-    return pytest.mark.skipif(reason is not None, reason=reason or "")
 
 
 def test_text_experts_serve_catalogued_text_tasks() -> None:
@@ -36,7 +34,7 @@ def test_text_experts_serve_catalogued_text_tasks() -> None:
         assert spec is not None and spec.pool == cls.pool == "text"
 
 
-@_skip_unless(VaderSentiment)
+@needs(VaderSentiment)
 @pytest.mark.parametrize(
     ("sentence", "expected"),
     [
@@ -54,7 +52,7 @@ def test_sentiment(sentence: str, expected: str) -> None:
     assert abs(sum(lab.score for lab in result.labels) - 1.0) < 1e-3
 
 
-@_skip_unless(VaderSentiment)
+@needs(VaderSentiment)
 def test_sentiment_rejects_zero_shot_labels_it_cannot_do() -> None:
     expert = get_expert(VaderSentiment.model_id)
     with pytest.raises(ExpertError, match="only labels sentiment"):
@@ -63,7 +61,7 @@ def test_sentiment_rejects_zero_shot_labels_it_cannot_do() -> None:
     assert [lab.label for lab in only.labels] == ["positive", "negative"]
 
 
-@_skip_unless(LangDetect)
+@needs(LangDetect)
 @pytest.mark.parametrize(
     ("sentence", "code", "name"),
     [
@@ -79,7 +77,7 @@ def test_language_detection(sentence: str, code: str, name: str) -> None:
     assert result.labels[0].label == code and result.labels[0].score > 0.9
 
 
-@_skip_unless(LangDetect)
+@needs(LangDetect)
 def test_language_detection_is_deterministic_and_rejects_no_text() -> None:
     expert = get_expert(LangDetect.model_id)
     ambiguous = "Hola, merci, ciao"
@@ -91,7 +89,7 @@ def test_language_detection_is_deterministic_and_rejects_no_text() -> None:
         expert.run({"text": "   "}, {})
 
 
-@_skip_unless(TextRankSummarizer)
+@needs(TextRankSummarizer)
 def test_summary_of_a_long_paragraph_is_shorter_and_extractive() -> None:
     result = get_expert(TextRankSummarizer.model_id).run({"text": LONG}, {})
     assert result.text and len(result.text) < len(LONG) / 2
@@ -101,7 +99,7 @@ def test_summary_of_a_long_paragraph_is_shorter_and_extractive() -> None:
     assert result.data["method"] == "textrank"
 
 
-@_skip_unless(TextRankSummarizer)
+@needs(TextRankSummarizer)
 @pytest.mark.parametrize("text", ["Short text here.", "Cats are small. They purr a lot.", "no punctuation at all"])
 def test_summary_of_short_texts_is_sensible(text: str) -> None:
     result = get_expert(TextRankSummarizer.model_id).run({"text": text}, {})
@@ -110,7 +108,7 @@ def test_summary_of_short_texts_is_sensible(text: str) -> None:
     assert result.text in text
 
 
-@_skip_unless(TextRankSummarizer)
+@needs(TextRankSummarizer)
 def test_summary_sentence_count_param() -> None:
     result = get_expert(TextRankSummarizer.model_id).run({"text": LONG}, {"sentences": 2})
     assert len(split_sentences(result.text or "")) == 2

@@ -20,6 +20,7 @@ from workers.text.embedding_experts import (
     passages,
 )
 from workers.text.spacy_experts import SpacyNER
+from tests.helpers import needs
 
 NEW_EXPERTS = (MiniLMZeroShot, MiniLMSimilarity, MiniLMRetrievalQA, SpacyNER, ApertiumEngSpa)
 TOPICS = "sports, politics, cooking, technology, finance"
@@ -32,9 +33,6 @@ EIFFEL = (
 )
 
 
-def _skip_unless(cls: type[Expert]) -> pytest.MarkDecorator:
-    reason = cls.unavailable_reason()
-    return pytest.mark.skipif(reason is not None, reason=reason or "")
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +155,7 @@ def test_ner_offsets_index_the_input_and_empty_results_are_explicit(ner: Expert)
 # --- Apertium ------------------------------------------------------------------------------------
 
 
-@_skip_unless(ApertiumEngSpa)
+@needs(ApertiumEngSpa)
 def test_apertium_english_to_spanish_and_back() -> None:
     expert = get_expert(ApertiumEngSpa.model_id)
     spanish = expert.run({"text": "The house is red."}, {"target": "Spanish"})
@@ -170,7 +168,7 @@ def test_apertium_english_to_spanish_and_back() -> None:
     assert default.text == "The house is red and the dog sleeps in the garden."
 
 
-@_skip_unless(ApertiumEngSpa)
+@needs(ApertiumEngSpa)
 def test_apertium_strips_unknown_word_marks() -> None:
     result = get_expert(ApertiumEngSpa.model_id).run({"text": "I saw Zorblax in the garden."}, {"target": "spa"})
     assert result.text is not None and "*" not in result.text and "Zorblax" in result.text
@@ -178,7 +176,7 @@ def test_apertium_strips_unknown_word_marks() -> None:
     assert clean_marks("a *star* and #tags", "una *estrella* y #etiquetas") == ("una *estrella* y #etiquetas", [])
 
 
-@_skip_unless(ApertiumEngSpa)
+@needs(ApertiumEngSpa)
 def test_apertium_rejects_unsupported_languages() -> None:
     expert = get_expert(ApertiumEngSpa.model_id)
     with pytest.raises(ExpertError, match="only does English -> Spanish and Spanish -> English"):

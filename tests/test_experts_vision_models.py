@@ -19,6 +19,7 @@ from PIL import Image
 from shared.catalog import task_type
 from shared.errors import ExpertError
 from shared.outputs import Box, ExpertResult
+from tests.helpers import needs
 from tests.media import silence
 from workers.expert import Expert, Media, expert_classes, get_expert
 from workers.pools import POOL_MODULES
@@ -49,9 +50,6 @@ ALL_EXPERTS = (*MODEL_EXPERTS, OpenCVFilters)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _available(cls: type[Expert]) -> pytest.MarkDecorator:
-    reason = cls.unavailable_reason()
-    return pytest.mark.skipif(reason is not None, reason=reason or "")
 
 
 def _media(arr: np.ndarray, name: str) -> Media:
@@ -123,7 +121,7 @@ def test_imagenet_class_names() -> None:
         ("tench", "tabby", "Egyptian cat", "espresso", "toilet tissue")
 
 
-@_available(MobileNetV2Classifier)
+@needs(MobileNetV2Classifier)
 def test_mobilenet_weights_resolve_to_the_verified_file() -> None:
     from shared.model_files import resolve_model_dir
 
@@ -374,7 +372,7 @@ def test_bad_inputs_are_rejected_by_name(loaded, cls: type[Expert]) -> None:  # 
 
 
 @pytest.mark.slow
-@_available(MobileNetV2Classifier)
+@needs(MobileNetV2Classifier)
 def test_classifying_the_cat_through_the_workers(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from shared.plan import parse_plan_json
     from shared.run_models import RequestCreate
