@@ -64,9 +64,14 @@ def browser() -> Iterator[Any]:
 
 
 def _wait(driver: Any, check: Any, timeout_s: float = 60, what: str = "condition") -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        value = check()
+        try:
+            value = check()
+        except StaleElementReferenceException:  # the live graph re-rendered between find and read: look again
+            value = None
         if value:
             return value
         time.sleep(0.1)
@@ -141,10 +146,14 @@ def test_web_page_upload_plan_live_graph_answer(web: ThreadServer, web_key: str,
     _wait(d, lambda: turn.get_attribute("data-status") == "succeeded", 90, "the run to succeed")
     answer = _wait(d, lambda: turn.find_element(By.CSS_SELECTOR, ".answer").text, 10, "the answer")
     assert answer.startswith("ANSWER")
-    nodes = turn.find_elements(By.CSS_SELECTOR, ".graph g.node")
-    assert len(nodes) == len(plan)
-    assert all(n.get_attribute("data-status") == "succeeded" for n in nodes)
-    node1 = turn.find_element(By.CSS_SELECTOR, '.graph g.node[data-node="1"]').text
+
+    def finished_graph() -> Any:  # read inside _wait: a late event may re-render the graph under us
+        nodes = turn.find_elements(By.CSS_SELECTOR, ".graph g.node")
+        if len(nodes) == len(plan) and all(n.get_attribute("data-status") == "succeeded" for n in nodes):
+            return turn.find_element(By.CSS_SELECTOR, '.graph g.node[data-node="1"]').text
+        return None
+
+    node1 = _wait(d, finished_graph, 10, "every node of the graph shown succeeded")
     assert "hgq/diag-vision" in node1 and "succeeded" in node1 and "s" in node1.split("·")[-1]
     seconds = float(node1.split("·")[-1].strip().rstrip("s"))
     assert 1.4 <= seconds < 5, node1  # the node's own time, from the event stream / run view
