@@ -43,3 +43,15 @@ def test_every_setting_is_documented() -> None:
     documented = _documented()
     undocumented = sorted({field for env, field in _env_names().items() if env in documented} ^ set(Settings.model_fields))
     assert undocumented == [], f"Settings fields missing from the README's configuration table: {undocumented}"
+
+
+def test_every_hgq_command_the_readme_shows_exists() -> None:
+    from click.testing import CliRunner
+
+    from planner_service.cli import main
+
+    shown = set(re.findall(r"(?:`|\.venv/bin/)hgq ([a-z][a-z-]*)", README))
+    assert {"ask", "up", "worker", "eval", "models"} <= shown
+    for command in sorted(shown):
+        result = CliRunner().invoke(main, [command, "--help"])
+        assert result.exit_code == 0, f"README shows `hgq {command}`, which does not exist: {result.output}"
