@@ -80,7 +80,8 @@ def ask(request: str, files: tuple[Path, ...], plan_file: Path | None, as_json: 
                 say("no running stack found: starting an embedded one for this call (hgq up runs one for good)")
                 stack.ensure_redis()
                 stack.ensure_llm()
-                stack.start_workers()
+                # models load on first use: preloading all of them would slow this call's planning 2x
+                stack.start_workers(preload_models=False)
             settings = stack.settings
             from workers.app import create_app
 
@@ -270,13 +271,14 @@ def up(no_flower: bool) -> None:
 @click.option("--port", default=8080, show_default=True, type=int)
 def llm(host: str, port: int) -> None:
     """Serve the local LLM (OpenAI-compatible, llama.cpp) in the foreground."""
-    from shared.local_llm import LocalLLMServer, model_spec, resolve_gguf
+    from shared.local_llm import LocalLLMServer, model_spec, prompt_cache_dir, resolve_gguf
 
     settings = get_settings()
     with _user_errors():
         path = resolve_gguf(settings)
         server = LocalLLMServer(model_path=path, alias=model_spec(settings.local_llm).alias, host=host, port=port,
-                                n_ctx=settings.llm_context_tokens, cache_mb=settings.local_llm_cache_mb).start()
+                                n_ctx=settings.llm_context_tokens, cache_mb=settings.local_llm_cache_mb,
+                                cache_dir=prompt_cache_dir(settings, path)).start()
     _err(f"local LLM {server.model} serving at {server.base_url}; Ctrl-C stops it")
     try:
         assert server.process is not None

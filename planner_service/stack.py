@@ -103,17 +103,22 @@ class Stack(AbstractContextManager["Stack"]):
         return base_url
 
     def start_workers(self, queues: tuple[str, ...] = ALL_QUEUES, concurrency: int | None = None,
-                      timeout_s: float = 120) -> None:
+                      timeout_s: float = 120, preload_models: bool | None = None) -> None:
+        """One worker per queue. `preload_models=False` loads each model on its first task instead of
+        at start (a one-call stack: loading every model of every pool would compete with planning)."""
         if self.settings.models_file is not None:  # an invalid file: its problems here, not in a worker log
             from shared.custom_models import load_models_file
 
             load_models_file(self.settings.models_file)
+        env = dict(self.env)
+        if preload_models is not None:
+            env["HGQ_PRELOAD_MODELS"] = "1" if preload_models else "0"
         started = []
         for queue in queues:
             args = [sys.executable, "-m", "planner_service.cli", "worker", queue]
             if concurrency:
                 args += ["--concurrency", str(concurrency)]
-            started.append((queue, self._spawn(f"worker-{queue}", args)))
+            started.append((queue, self._spawn(f"worker-{queue}", args, env=env)))
         client = text_redis(self.settings.redis_url)
         for queue, proc in started:
             wait_for(lambda q=queue: q in pools_alive(live_workers(client, self.settings.key_prefix)),

@@ -314,15 +314,21 @@ def assemble_gguf(spec: GGUFSpec, parts: list[Path], target: Path) -> Path:
 # the server
 # --------------------------------------------------------------------------------------------
 
-# Run in the child: die with the parent (Linux PR_SET_PDEATHSIG), then be llama_cpp.server.
+# Run in the child: die with the parent (Linux PR_SET_PDEATHSIG; parent pid 0: live on its own),
+# install hgq's prompt caches (shared/llm_prompt_cache.py), then be llama_cpp.server.
 _CHILD = (
     "import ctypes, os, runpy, signal, sys\n"
-    "try:\n"
-    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
-    "except Exception:\n"
-    "    pass\n"
-    "if os.getppid() != int(sys.argv.pop(1)):\n"
-    "    sys.exit(0)\n"
+    "parent, root, cache_dir = int(sys.argv.pop(1)), sys.argv.pop(1), sys.argv.pop(1)\n"
+    "sys.path.insert(0, root)  # this hgq's own shared/, whatever the working directory holds\n"
+    "if parent:\n"
+    "    try:\n"
+    "        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "    except Exception:\n"
+    "        pass\n"
+    "    if os.getppid() != parent:\n"
+    "        sys.exit(0)\n"
+    "from shared.llm_prompt_cache import install\n"
+    "install(cache_dir or None)\n"
     "sys.argv[0] = 'llama_cpp.server'\n"
     "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n"
 )
@@ -374,7 +380,8 @@ class LocalLLMServer:
     log_path: Path | None = None
     die_with_parent: bool = True
     extra_args: tuple[str, ...] = ()
-    cache_mb: int = 0  # llama-cpp-python's RAM prompt cache (states of earlier prompts); 0 = off
+    cache_mb: int = 0  # prompt-state cache (states of earlier prompts); 0 = off
+    cache_dir: Path | None = None  # keep that cache on disk here (survives restarts); None: in RAM
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _log: object = field(default=None, init=False, repr=False)
 
@@ -400,13 +407,13 @@ class LocalLLMServer:
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(threads),
             "--n_threads_batch", str(threads),
-            *(("--cache", "True", "--cache_type", "ram", "--cache_size", str(self.cache_mb * 2**20))
-              if self.cache_mb else ()),
+            *(("--cache", "True", "--cache_type", "disk" if self.cache_dir else "ram",
+               "--cache_size", str(self.cache_mb * 2**20)) if self.cache_mb else ()),
             *self.extra_args,
         ]  # fmt: skip
-        if self.die_with_parent:
-            return [sys.executable, "-c", _CHILD, str(os.getpid()), *args]
-        return [sys.executable, "-m", "llama_cpp.server", *args]
+        parent = os.getpid() if self.die_with_parent else 0
+        root = str(Path(__file__).resolve().parent.parent)
+        return [sys.executable, "-c", _CHILD, str(parent), root, str(self.cache_dir or ""), *args]
 
     def start(self) -> LocalLLMServer:
         if self.process is not None and self.process.poll() is None:
@@ -545,6 +552,13 @@ def _live_from_discovery(home: Path, alias: str) -> LocalLLM | None:
     return None
 
 
+def prompt_cache_dir(settings: Settings, model_path: Path) -> Path | None:
+    """Where the server keeps prompt states on disk (one directory per model file and context size)."""
+    if settings.local_llm_cache != "disk" or not settings.local_llm_cache_mb:
+        return None
+    return Path(settings.home).expanduser() / "llm-prompt-cache" / f"{model_path.stem}-ctx{settings.llm_context_tokens}"
+
+
 def ensure_local_llm(settings: Settings | None = None, *, startup_timeout_s: float = 180.0) -> LocalLLM:
     """The machine's local LLM endpoint: reuse the live server named by `home/llm.json`, or start one.
 
@@ -576,6 +590,7 @@ def ensure_local_llm(settings: Settings | None = None, *, startup_timeout_s: flo
                 n_ctx=settings.llm_context_tokens,
                 n_threads=settings.local_llm_threads or None,
                 cache_mb=settings.local_llm_cache_mb,
+                cache_dir=prompt_cache_dir(settings, path),
                 startup_timeout_s=startup_timeout_s,
                 log_path=home / "llm-server.log",
             ).start()

@@ -43,8 +43,10 @@ class Settings(BaseSettings):
     local_llm_path: Path | None = None  # a GGUF file to use instead of the resolved one
     local_llm_threads: int = 0  # 0 = all cores
     # Prompt-state cache of the local server: the planner's long prompt prefix survives the other
-    # stages' calls (plan after a response: 21 s -> 4.5-8 s here). 0 turns it off.
+    # stages' calls (plan after a response: 21 s -> 4.5-8 s here). 0 turns it off. On disk (under
+    # HGQ_HOME) it also survives restarts: a fresh server's first plan skips the prompt prefix.
     local_llm_cache_mb: int = Field(default=1024, ge=0)
+    local_llm_cache: Literal["disk", "ram"] = "disk"
 
     # --- execution -----------------------------------------------------------------------
     task_soft_time_limit_s: float = 120.0

@@ -294,10 +294,19 @@ def test_shared_server_and_schema_constrained_plan(tmp_path, monkeypatch):
 
 
 def test_server_command_turns_the_prompt_cache_on_from_settings(tmp_path):
-    """The planner's long prompt prefix must survive other stages' calls: llama-cpp's RAM prompt cache."""
-    assert Settings().local_llm_cache_mb == 1024
-    on = LocalLLMServer(model_path=tmp_path / "m.gguf", alias="m", port=1, cache_mb=512).command()
-    i = on.index("--cache")
-    assert on[i:i + 6] == ["--cache", "True", "--cache_type", "ram", "--cache_size", str(512 * 2**20)]
-    off = LocalLLMServer(model_path=tmp_path / "m.gguf", alias="m", port=1, cache_mb=0).command()
+    """The planner's long prompt prefix must survive other stages' calls and restarts: a disk cache by default."""
+    settings = Settings(home=tmp_path / "home")
+    assert settings.local_llm_cache_mb == 1024 and settings.local_llm_cache == "disk"
+    model = tmp_path / "m.gguf"
+    where = local_llm.prompt_cache_dir(settings, model)
+    assert where == tmp_path / "home" / "llm-prompt-cache" / "m-ctx4096"
+    disk = LocalLLMServer(model_path=model, alias="m", port=1, cache_mb=512, cache_dir=where).command()
+    i = disk.index("--cache")
+    assert disk[i:i + 6] == ["--cache", "True", "--cache_type", "disk", "--cache_size", str(512 * 2**20)]
+    assert str(where) in disk[:disk.index("--model")]  # handed to the child that installs hgq's caches
+    ram = LocalLLMServer(model_path=model, alias="m", port=1, cache_mb=512).command()
+    assert ram[ram.index("--cache_type") + 1] == "ram"
+    assert local_llm.prompt_cache_dir(Settings(home=tmp_path, local_llm_cache="ram"), model) is None
+    assert local_llm.prompt_cache_dir(Settings(home=tmp_path, local_llm_cache_mb=0), model) is None
+    off = LocalLLMServer(model_path=model, alias="m", port=1, cache_mb=0).command()
     assert "--cache" not in off
