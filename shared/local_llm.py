@@ -24,6 +24,7 @@ import atexit
 import contextlib
 import fcntl
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -553,10 +554,16 @@ def _live_from_discovery(home: Path, alias: str) -> LocalLLM | None:
 
 
 def prompt_cache_dir(settings: Settings, model_path: Path) -> Path | None:
-    """Where the server keeps prompt states on disk (one directory per model file and context size)."""
+    """Where the server keeps prompt states on disk: one directory per model file, context size and
+    llama.cpp build (a state saved by another build may not load)."""
     if settings.local_llm_cache != "disk" or not settings.local_llm_cache_mb:
         return None
-    return Path(settings.home).expanduser() / "llm-prompt-cache" / f"{model_path.stem}-ctx{settings.llm_context_tokens}"
+    try:
+        runtime = importlib.metadata.version("llama_cpp_python")
+    except importlib.metadata.PackageNotFoundError:
+        runtime = "none"
+    name = f"{model_path.stem}-ctx{settings.llm_context_tokens}-llama-cpp-{runtime}"
+    return Path(settings.home).expanduser() / "llm-prompt-cache" / name
 
 
 def ensure_local_llm(settings: Settings | None = None, *, startup_timeout_s: float = 180.0) -> LocalLLM:

@@ -299,7 +299,8 @@ def test_server_command_turns_the_prompt_cache_on_from_settings(tmp_path):
     assert settings.local_llm_cache_mb == 1024 and settings.local_llm_cache == "disk"
     model = tmp_path / "m.gguf"
     where = local_llm.prompt_cache_dir(settings, model)
-    assert where == tmp_path / "home" / "llm-prompt-cache" / "m-ctx4096"
+    assert where is not None and where.parent == tmp_path / "home" / "llm-prompt-cache"
+    assert where.name.startswith("m-ctx4096-llama-cpp-")  # a state saved by another llama.cpp build may not load
     disk = LocalLLMServer(model_path=model, alias="m", port=1, cache_mb=512, cache_dir=where).command()
     i = disk.index("--cache")
     assert disk[i:i + 6] == ["--cache", "True", "--cache_type", "disk", "--cache_size", str(512 * 2**20)]
