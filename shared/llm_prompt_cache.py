@@ -49,22 +49,33 @@ class SlimRAMCache(LlamaRAMCache):
 
 
 class PersistentPromptCache(LlamaDiskCache):
-    """A disk cache of slim states that keeps what it returns (shared by servers of one model)."""
+    """A disk cache of slim states that keeps what it returns (shared by servers of one model).
+
+    A cache must never break serving: an unreadable entry is a miss (and is dropped), a failed
+    write (disk full, read-only home) is skipped; both are said once on stderr (the server log).
+    """
 
     def __getitem__(self, key: Sequence[int]) -> LlamaState:
-        best = self._find_longest_prefix_key(tuple(key))
-        if best is None:
-            raise KeyError("no cached prefix")
-        value = self.cache.get(best)
-        if value is None:  # evicted meanwhile by another server sharing the directory
-            raise KeyError("no cached prefix")
-        return value  # type: ignore[no-any-return]
+        best = None
+        try:
+            best = self._find_longest_prefix_key(tuple(key))
+            value = self.cache.get(best) if best is not None else None
+        except Exception as exc:  # noqa: BLE001 - a corrupt or vanished entry
+            print(f"hgq: prompt cache entry unreadable, ignored: {exc!r}", file=sys.stderr)
+            if best is not None:
+                self.cache.delete(best)
+            raise KeyError("unreadable cached prefix") from exc
+        if not isinstance(value, LlamaState) or len(value.llama_state) != value.llama_state_size:
+            raise KeyError("no cached prefix")  # none, evicted meanwhile by another server, or truncated
+        return value
 
     def __setitem__(self, key: Sequence[int], value: LlamaState) -> None:
-        self.cache.set(tuple(key), slim(value))
-        while self.cache_size > self.capacity_bytes and len(self.cache) > 1:
-            oldest = next(iter(self.cache))
-            self.cache.delete(oldest)
+        try:
+            self.cache.set(tuple(key), slim(value))
+            while self.cache_size > self.capacity_bytes and len(self.cache) > 1:
+                self.cache.delete(next(iter(self.cache)))
+        except Exception as exc:  # noqa: BLE001 - the answer is already computed: just do not keep it
+            print(f"hgq: prompt cache write skipped: {exc!r}", file=sys.stderr)
 
 
 def install(cache_dir: str | None) -> None:

@@ -68,6 +68,26 @@ def test_disk_cache_evicts_the_oldest_beyond_its_capacity(tmp_path):
         cache[[0, 0, 0]]
 
 
+def test_a_broken_disk_cache_is_a_miss_never_an_error(tmp_path, monkeypatch):
+    cache = PersistentPromptCache(cache_dir=str(tmp_path), capacity_bytes=1 << 30)
+    cache[[1, 2, 3]] = _state([1, 2, 3], state_bytes=200_000)  # real states are ~43 MB: kept in files
+    blobs = list(tmp_path.rglob("*.val"))
+    assert blobs
+    for blob in blobs:  # corrupt them
+        blob.write_bytes(b"not a pickle")
+    with pytest.raises(KeyError):
+        cache[[1, 2, 3, 4]]
+    assert len(cache.cache) == 0  # the unreadable entry was dropped
+
+    def disk_full(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache.cache, "set", disk_full)
+    cache[[5, 6]] = _state([5, 6])  # a failed write is skipped: the completion it follows still answers
+    with pytest.raises(KeyError):
+        cache[[5, 6]]
+
+
 def test_ram_cache_counts_what_it_holds():
     cache = SlimRAMCache(capacity_bytes=1 << 30)
     cache[[1, 2]] = _state([1, 2])
