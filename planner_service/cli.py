@@ -271,14 +271,12 @@ def up(no_flower: bool) -> None:
 @click.option("--port", default=8080, show_default=True, type=int)
 def llm(host: str, port: int) -> None:
     """Serve the local LLM (OpenAI-compatible, llama.cpp) in the foreground."""
-    from shared.local_llm import LocalLLMServer, model_spec, prompt_cache_dir, resolve_gguf
+    from shared.local_llm import LocalLLMServer, resolve_gguf
 
     settings = get_settings()
     with _user_errors():
         path = resolve_gguf(settings)
-        server = LocalLLMServer(model_path=path, alias=model_spec(settings.local_llm).alias, host=host, port=port,
-                                n_ctx=settings.llm_context_tokens, cache_mb=settings.local_llm_cache_mb,
-                                cache_dir=prompt_cache_dir(settings, path)).start()
+        server = LocalLLMServer.from_settings(settings, path, host=host, port=port).start()
     _err(f"local LLM {server.model} serving at {server.base_url}; Ctrl-C stops it")
     try:
         assert server.process is not None

@@ -386,6 +386,20 @@ class LocalLLMServer:
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _log: object = field(default=None, init=False, repr=False)
 
+    @classmethod
+    def from_settings(cls, settings: Settings, model_path: Path, **overrides: object) -> LocalLLMServer:
+        """The server as settings configure it (context, threads, prompt cache); `overrides` win."""
+        configured: dict[str, object] = {
+            "model_path": model_path,
+            "alias": model_spec(settings.local_llm).alias,
+            "port": settings.local_llm_port,
+            "n_ctx": settings.llm_context_tokens,
+            "n_threads": settings.local_llm_threads or None,
+            "cache_mb": settings.local_llm_cache_mb,
+            "cache_dir": prompt_cache_dir(settings, model_path),
+        }
+        return cls(**{**configured, **overrides})  # type: ignore[arg-type]
+
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
@@ -590,17 +604,8 @@ def ensure_local_llm(settings: Settings | None = None, *, startup_timeout_s: flo
                 _current = live
                 return live
             path = resolve_gguf(settings)
-            server = LocalLLMServer(
-                model_path=path,
-                alias=spec.alias,
-                port=settings.local_llm_port,
-                n_ctx=settings.llm_context_tokens,
-                n_threads=settings.local_llm_threads or None,
-                cache_mb=settings.local_llm_cache_mb,
-                cache_dir=prompt_cache_dir(settings, path),
-                startup_timeout_s=startup_timeout_s,
-                log_path=home / "llm-server.log",
-            ).start()
+            server = LocalLLMServer.from_settings(
+                settings, path, startup_timeout_s=startup_timeout_s, log_path=home / "llm-server.log").start()
             assert server.pid is not None
             info = {
                 "pid": server.pid,

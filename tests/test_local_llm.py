@@ -311,3 +311,7 @@ def test_server_command_turns_the_prompt_cache_on_from_settings(tmp_path):
     assert local_llm.prompt_cache_dir(Settings(home=tmp_path, local_llm_cache_mb=0), model) is None
     off = LocalLLMServer(model_path=model, alias="m", port=1, cache_mb=0).command()
     assert "--cache" not in off
+    # every starter (ensure_local_llm, `hgq llm`) builds the server from the same settings
+    configured = LocalLLMServer.from_settings(Settings(home=tmp_path / "home", local_llm_threads=3), model, port=9)
+    assert (configured.cache_dir, configured.n_threads, configured.port, configured.alias) == (
+        where, 3, 9, "qwen2.5-coder-1.5b-instruct")
