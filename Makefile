@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 REQUEST ?= Transcribe examples/meeting.wav, summarise it and read the summary aloud.
 
-.PHONY: setup run test bench up
+.PHONY: setup run test bench up lint
 setup:
 	@bash scripts/setup.sh
 
@@ -17,3 +17,7 @@ bench: setup
 
 up: setup
 	.venv/bin/hgq up
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy

@@ -138,7 +138,7 @@ def main() -> int:
                        "HGQ_API_RATE_PER_MINUTE": "100000", "HGQ_API_MAX_CONCURRENT": "1000"})
     from planner_service.auth import ApiKeys
     from planner_service.cli_api import api_command_line
-    from planner_service.stack import Stack, wait_for, _port_open
+    from planner_service.stack import Stack, _port_open, wait_for
     from shared.redis_conn import reachable, text_redis
     from shared.settings import get_settings
 

@@ -1,5 +1,6 @@
 """Celery signal receivers for operations: metrics, JSON logs, graceful stop. Import to activate
-(`from monitoring import celery_hooks` in workers/app.py); nothing in the core calls them.
+(`from monitoring import celery_hooks` in the worker apps, `workers.app` and
+`planner_service.llm_worker`, and in every publisher via `planner_service.publisher`); nothing in the core calls them.
 
 In a worker process (HGQ_WORKER_POOL is set by `hgq worker` before it imports the app):
   * SIGTERM is remapped to Celery's cold shutdown with soft shutdown (REMAP_SIGTERM=SIGQUIT,
@@ -20,6 +21,7 @@ In every process that publishes tasks (API, CLI, workers) each message gets a
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sys
@@ -32,13 +34,12 @@ from typing import Any
 from celery import signals
 
 from shared.settings import get_settings
+from shared.task_names import PLAN_TASK, RESPOND_TASK
 
 log = logging.getLogger(__name__)
 
 POOL_ENV = "HGQ_WORKER_POOL"
 PUBLISHED_HEADER = "hgq_published_at"
-PLAN_TASK = "hgq.llm.plan"  # workers/names.py (not imported: it must not pull the app in first)
-RESPOND_TASK = "hgq.llm.respond"
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
 
 IS_WORKER = bool(os.environ.get(POOL_ENV))
@@ -93,10 +94,8 @@ def _due(request: Any) -> float | None:
     due = float(published)
     eta = getattr(request, "eta", None)
     if eta:
-        try:
+        with contextlib.suppress(ValueError):
             due = max(due, datetime.fromisoformat(str(eta)).timestamp())
-        except ValueError:
-            pass
     return due
 
 
@@ -252,10 +251,8 @@ def _child_init(**_: Any) -> None:
     _started.clear()
     server, _server = _server, None
     if server is not None:  # the listening socket came along with fork(): only the main process serves
-        try:
+        with contextlib.suppress(OSError):
             server.socket.close()
-        except OSError:
-            pass
 
 
 @signals.worker_process_shutdown.connect(dispatch_uid="hgq-child-exit")
@@ -276,10 +273,8 @@ def _worker_shutdown(**_: Any) -> None:
         stopper = threading.Thread(target=server.shutdown, name="hgq-metrics-stop", daemon=True)
         stopper.start()
         stopper.join(2.0)
-        try:
+        with contextlib.suppress(OSError):
             server.server_close()
-        except OSError:
-            pass
     from monitoring.multiproc import remove_own_dir
 
     remove_own_dir()

@@ -162,7 +162,7 @@ def serve(port: int, host: str = "127.0.0.1", base: Path | None = None, queues: 
 
     registry = workers_registry(base)
     if queues:
-        registry.register(QueueCollector())  # type: ignore[arg-type]
+        registry.register(QueueCollector())
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server
 

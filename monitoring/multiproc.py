@@ -30,7 +30,7 @@ def metrics_base(settings: Any = None) -> Path:
     return Path(settings.metrics_dir) if settings.metrics_dir else Path(settings.home) / "metrics"
 
 
-from shared.local_llm import pid_alive  # noqa: E402,F401  (re-exported for monitoring's callers)
+from shared.llm_server import pid_alive  # noqa: E402,F401  (re-exported for monitoring's callers)
 
 
 def prune_dead(base: Path) -> None:
@@ -103,5 +103,5 @@ def workers_registry(base: Path | None = None) -> Any:
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DirCollector(base or metrics_base()))  # type: ignore[arg-type]
+    registry.register(DirCollector(base or metrics_base()))
     return registry

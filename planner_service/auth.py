@@ -13,6 +13,7 @@ Everything lives in Redis under the settings' key prefix, so any API replica can
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import re
@@ -112,7 +113,7 @@ class ApiKeys:
         infos = [KeyInfo.model_validate_json(raw) for raw in raws if raw]
         return sorted(infos, key=lambda i: (i.user, i.created_at))
 
-    def revoke(self, key_or_user: str) -> list[KeyInfo]:
+    def revoke(self, key_or_user: str) -> builtins.list[KeyInfo]:
         """Revoke one key (by key id, or the key itself) or every key of a user."""
         match = KEY_FORMAT.match(key_or_user)
         key_id = match.group(1) if match else key_or_user

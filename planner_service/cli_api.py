@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from planner_service.cli_progress import err as _err
 from shared.settings import get_settings
 
 
@@ -44,10 +45,6 @@ def start_api_process(stack: Any, host: str | None = None, port: int | None = No
     url = f"http://{host}:{port}"
     stack.say(f"api: {url} (docs at {url}/docs, web page at {url}/)")
     return url
-
-
-def _err(msg: str) -> None:
-    click.echo(msg, err=True)
 
 
 # --- `hgq ask` through the API (HGQ_API_URL) ----------------------------------------------------
@@ -109,7 +106,7 @@ def ask_via_api(url: str, key: str | None, request: str, files: list[Path], plan
     """`hgq ask` against a running API: same progress lines (stderr) and the same RunPublic."""
     import httpx
 
-    from planner_service.cli import _show_event
+    from planner_service.cli_progress import show_event as _show_event
     from shared.artifacts import artifact_file_name
     from shared.errors import HgqError
     from shared.run_models import RunPublic
@@ -161,7 +158,7 @@ def ask_via_api(url: str, key: str | None, request: str, files: list[Path], plan
             folder.mkdir(parents=True, exist_ok=True)
             from shared.outputs import ArtifactRef
 
-            path = folder / artifact_file_name(art.task, ArtifactRef(id=art.id, mime=art.mime, kind=art.kind,  # type: ignore[arg-type]
+            path = folder / artifact_file_name(art.task, ArtifactRef(id=art.id, mime=art.mime, kind=art.kind,
                                                                      size=art.size))
             path.write_bytes(got.content)
             art.path = str(path)

@@ -16,6 +16,7 @@ from celery import Celery
 
 from shared.artifacts import ArtifactStore, artifact_file_name
 from shared.conversation import ConversationStore
+from shared.dispatch import publish_plan, publish_respond
 from shared.errors import ArtifactError, HgqError
 from shared.keys import node_task_id
 from shared.outputs import ArtifactRef, MediaKind
@@ -24,7 +25,6 @@ from shared.redis_conn import bytes_redis, text_redis
 from shared.run_models import ArtifactPublic, RequestCreate, RunEvent, RunPublic, TaskPublic
 from shared.run_store import RunStore
 from shared.settings import Settings
-from workers.dispatch import publish_plan, publish_respond
 
 
 def sniff_media(data: bytes, name: str) -> tuple[str, MediaKind]:
@@ -120,7 +120,7 @@ class HgqClient:
             info = infos.get(node.id)
             out = outputs.get(node.id)
             tasks[str(node.id)] = TaskPublic(
-                id=node.id, task=node.task, status=states.get(node.id, "pending"),  # type: ignore[arg-type]
+                id=node.id, task=node.task, status=states.get(node.id, "pending"),
                 queue=info.queue if info else None, worker=info.worker if info else None,
                 model=(info.model if info and info.model else node.model), pid=info.pid if info else None,
                 started_at=info.started_at if info else None, finished_at=info.finished_at if info else None,
@@ -130,7 +130,7 @@ class HgqClient:
                 artifacts.append(ArtifactPublic(task=node.id, id=ref.id, kind=ref.kind, mime=ref.mime, size=ref.size,
                                                 path=self._save(ref, node.id, artifact_dir, run_id)))
         return RunPublic(
-            request_id=run_id, status=meta.get("status", "accepted"), request=run.request().text,  # type: ignore[arg-type]
+            request_id=run_id, status=meta.get("status", "accepted"), request=run.request().text,
             plan=[n.public() for n in plan.nodes] if plan else [], tasks=tasks, response=meta.get("response"),
             error=meta.get("error"), artifacts=artifacts, usage=run.usage(),
             selection=json.loads(meta.get("selection", "{}")),

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 from shared.catalog import TASK_TYPES
 from shared.errors import LLMOutputError, PlanError
+from shared.llm_client import LLM
 from shared.outputs import ArtifactRef
 from shared.plan import ValidatedPlan, parse_plan_json, validate_plan
-from planner_service.llm import LLM
 
 PLAN_SCHEMA: dict[str, object] = {
     "type": "object",

@@ -6,10 +6,10 @@ import json
 from collections.abc import Callable
 
 from shared.artifacts import artifact_file_name
+from shared.llm_client import LLM
 from shared.outputs import TaskOutput
 from shared.plan import ValidatedPlan
 from shared.run_models import NodeInfo
-from planner_service.llm import LLM
 
 MAX_TEXT_CHARS = 1500
 
@@ -30,8 +30,9 @@ def describe_results(plan: ValidatedPlan, states: dict[int, str], outputs: dict[
             if text is not None:
                 row["text"] = text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS] + " [...]"
             if out.artifacts:
-                row["files"] = [artifact_file_name(node.id, a) for a in out.artifacts]
-                row.setdefault("text", f"produced {', '.join(a.kind for a in out.artifacts)}: {', '.join(row['files'])}")
+                files = [artifact_file_name(node.id, a) for a in out.artifacts]
+                row["files"] = files
+                row.setdefault("text", f"produced {', '.join(a.kind for a in out.artifacts)}: {', '.join(files)}")
         error = info.error
         if row["status"] == "skipped":
             failed_deps = [d for d in node.deps if states.get(d) in ("failed", "skipped")]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel, ValidationError
 
 from shared.errors import LLMError
-from shared.plan import ValidatedPlan
+from shared.llm_client import LLM
 from shared.model_catalog import catalog_entry, rank
+from shared.plan import ValidatedPlan
 from shared.registry import ServedModel
-from planner_service.llm import LLM
 
 SELECT_SCHEMA: dict[str, object] = {
     "type": "object",
@@ -79,12 +79,12 @@ def _choose_with_llm(llm: LLM, request: str, plan: ValidatedPlan,
         raw = llm.chat_json("select", messages, SELECT_SCHEMA)
         choices = [Choice.model_validate(c) for c in raw.get("choices", [])] if isinstance(raw, dict) else []
     except (LLMError, ValidationError) as exc:
-        return {node_id: f"top-ranked (selection call failed: {exc})" for node_id in contested}
+        return dict.fromkeys(contested, f"top-ranked (selection call failed: {exc})")
     for choice in choices:
-        models = contested.get(choice.id)
-        if models is None:
+        offered = contested.get(choice.id)
+        if offered is None:
             continue
-        if choice.model in {m.model_id for m in models}:
+        if choice.model in {m.model_id for m in offered}:
             plan.node(choice.id).model = choice.model
             reasons[choice.id] = choice.reason or "chosen by the LLM"
         else:

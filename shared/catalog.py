@@ -6,7 +6,7 @@ catalogue is the static contract that plans are validated against.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -37,7 +37,7 @@ class TaskType(BaseModel):
         return f"{self.name}({ins}) -> {outs}: {self.description}" + (f" [optional args: {extra}]" if extra else "")
 
 
-def _t(name: str, pool: Pool, inputs: dict[str, Slot], produces: set[str], description: str, **kw) -> TaskType:
+def _t(name: str, pool: Pool, inputs: dict[str, Slot], produces: set[str], description: str, **kw: Any) -> TaskType:
     return TaskType(name=name, pool=pool, inputs=inputs, produces=frozenset(produces), description=description, **kw)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
@@ -114,9 +114,10 @@ class EndpointModel(_RemoteModel):
         return self.url
 
 
-CustomModel = Annotated[Union[PythonModel, HFInferenceModel, EndpointModel], Field(discriminator="backend")]
-_ENTRY: TypeAdapter[PythonModel | HFInferenceModel | EndpointModel] = TypeAdapter(CustomModel)
-_FIELDS = {"python": PythonModel, "hf-inference": HFInferenceModel, "endpoint": EndpointModel}
+CustomModel = Annotated[PythonModel | HFInferenceModel | EndpointModel, Field(discriminator="backend")]
+# (cast: mypy cannot read an Annotated union as a type form; the annotation carries the type)
+_ENTRY: TypeAdapter[PythonModel | HFInferenceModel | EndpointModel] = TypeAdapter(cast(Any, CustomModel))
+_FIELDS: dict[str, type[BaseModel]] = {"python": PythonModel, "hf-inference": HFInferenceModel, "endpoint": EndpointModel}
 
 
 def load_models_file(path: Path | str) -> list[PythonModel | HFInferenceModel | EndpointModel]:

@@ -23,8 +23,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import llama_cpp
+import numpy as np
 from llama_cpp.llama import LlamaState
 from llama_cpp.llama_cache import LlamaDiskCache, LlamaRAMCache
 
@@ -90,5 +90,5 @@ def install(cache_dir: str | None) -> None:
             super().__init__(cache_dir=str(directory), capacity_bytes=capacity_bytes)
 
     llama_cpp.LlamaRAMCache = SlimRAMCache  # type: ignore[misc]
-    llama_cpp.LlamaDiskCache = _DiskCache  # type: ignore[misc]
+    llama_cpp.LlamaDiskCache = _DiskCache  # type: ignore[misc,assignment]  # a subclass of the stock one
     print(f"hgq: slim prompt caches installed (disk: {directory})", file=sys.stderr)

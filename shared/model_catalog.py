@@ -151,14 +151,7 @@ def entries(task: str | None = None) -> list[CatalogEntry]:
 
 
 # --- ranking -----------------------------------------------------------------------------------
-_STOP = frozenset("""
-a about above after again all also am an and any are as at be because been before being below between both
-but by can could did do does doing down during each few for from further had has have having he her here hers
-him his how i if in into is it its itself just me more most my no nor not now of off on once only or other our
-ours out over own please same she should so some such than that the their theirs them then there these they
-this those through to too under until up very was we were what when where which while who whom why will with
-would you your yours model models use used using text file files want need like make get give tell
-""".split())
+_STOP = frozenset(["a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "out", "over", "own", "please", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "model", "models", "use", "used", "using", "text", "file", "files", "want", "need", "like", "make", "get", "give", "tell"])
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -230,7 +223,7 @@ def scores(models: Iterable[ServedModel], request_text: str) -> list[tuple[Serve
     max_likes = max((p[0] for p in pops), default=0.0)
     max_downloads = max((p[1] for p in pops), default=0.0)
     out: list[tuple[ServedModel, float]] = []
-    for model, (likes, downloads) in zip(models, pops):
+    for model, (likes, downloads) in zip(models, pops, strict=False):
         pop = 0.5 * (likes / max_likes if max_likes else 0.0) + 0.5 * (downloads / max_downloads if max_downloads else 0.0)
         out.append((model, pop + SIMILARITY_WEIGHT * similarity(request_text, _describe(model))))
     return out

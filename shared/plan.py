@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import PurePath
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 
@@ -55,7 +55,7 @@ class OutputBinding(BaseModel):
     task: int
 
 
-Binding = Annotated[Union[LiteralBinding, UploadBinding, OutputBinding], Field(discriminator="type")]
+Binding = Annotated[LiteralBinding | UploadBinding | OutputBinding, Field(discriminator="type")]
 
 
 class Node(BaseModel):
@@ -149,7 +149,8 @@ def parse_plan_json(raw: str | bytes | list[object]) -> list[PlanTask]:
 
 
 def _pydantic_problem(err: Mapping[str, object]) -> str:
-    loc = ".".join(str(p) for p in err.get("loc", ()))  # type: ignore[union-attr]
+    loc_parts = err.get("loc", ())
+    loc = ".".join(str(p) for p in loc_parts) if isinstance(loc_parts, tuple | list) else str(loc_parts)
     return f"{loc or 'plan'}: {err.get('msg')}"
 
 
@@ -203,9 +204,8 @@ def validate_plan(
         nodes.append(Node(id=t.id, task=t.task, pool=spec.pool, deps=sorted(deps), args=dict(t.args),
                           inputs=inputs, params=params))
 
-    if not problems:
-        if _topological_order({n.id: n.deps for n in nodes}) is None:
-            problems.append("the dependencies form a cycle")
+    if not problems and _topological_order({n.id: n.deps for n in nodes}) is None:
+        problems.append("the dependencies form a cycle")
     if problems:
         raise PlanError(problems)
     return ValidatedPlan(nodes=nodes)

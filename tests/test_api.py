@@ -11,8 +11,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -64,9 +64,9 @@ class ThreadServer:
 def api_settings_for_tests(**over: Any) -> Any:
     from shared.settings import Settings
 
-    base: dict[str, Any] = dict(api_sse_block_ms=300, api_rate_per_minute=10_000, api_max_concurrent=100,
-                                api_max_upload_bytes=300_000, api_max_uploads=3, api_fetch_hosts=["localhost"],
-                                api_sse_ping_s=1.0, api_chat_timeout_s=60)
+    base: dict[str, Any] = {"api_sse_block_ms": 300, "api_rate_per_minute": 10_000, "api_max_concurrent": 100,
+                                "api_max_upload_bytes": 300_000, "api_max_uploads": 3, "api_fetch_hosts": ["localhost"],
+                                "api_sse_ping_s": 1.0, "api_chat_timeout_s": 60}
     base.update(over)
     return Settings(**base)
 
@@ -522,7 +522,7 @@ def test_a_killed_replica_loses_nothing(stack, hgq_env, users: dict[str, str], t
 
     ports = [free_port(), free_port()]
     env = {**os.environ, **hgq_env, "HGQ_API_SSE_BLOCK_MS": "300", "HGQ_API_SSE_PING_S": "1"}
-    procs = [subprocess.Popen(api_command_line("127.0.0.1", p), env=env, stdout=open(tmp_path / f"api{i}.log", "wb"),
+    procs = [subprocess.Popen(api_command_line("127.0.0.1", p), env=env, stdout=open(tmp_path / f"api{i}.log", "wb"),  # noqa: SIM115 (the replica holds it until killed)
                               stderr=subprocess.STDOUT, start_new_session=True) for i, p in enumerate(ports)]
     try:
         for p in ports:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.run_models import RequestCreate
 from shared.plan import parse_plan_json
+from shared.run_models import RequestCreate
 from tests.helpers import wait_final
 from tests.media import words
 

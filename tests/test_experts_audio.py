@@ -16,10 +16,10 @@ import shared.model_files as mf
 from shared.catalog import task_type
 from shared.errors import ExpertError, ModelUnavailable
 from shared.settings import get_settings
+from tests.helpers import needs
 from tests.media import noise, silence, speech, transcode, words, words_match
 from workers.audio.experts import PiperTTS, SpeechLanguageClassifier, WhisperASR
 from workers.expert import Media, expert_classes, get_expert
-from tests.helpers import needs
 
 SENTENCE = "Please send the weekly report to the finance team before Friday afternoon."
 

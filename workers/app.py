@@ -1,58 +1,10 @@
-"""The Celery application shared by every pool. Routing lives in `task_routes` only."""
+"""The pool workers' Celery app (`celery -A workers.app`, `hgq worker text|vision|audio`): the
+shared app with the node tasks, the pools' lifecycle signals and the operations hooks."""
 
 from __future__ import annotations
 
-from celery import Celery
+from monitoring import celery_hooks  # noqa: F401  (first: metrics, JSON logs, SIGTERM = soft shutdown)
+from shared.celery_app import app, create_app
+from workers import lifecycle, tasks  # noqa: F401  (register the node tasks and worker signals)
 
-from shared.settings import LLM_QUEUE, POOLS, Settings, get_settings
-from workers.names import node_task_name
-
-def celery_config(settings: Settings) -> dict[str, object]:
-    vt = settings.visibility_timeout_s
-    routes: dict[str, dict[str, str]] = {node_task_name(p): {"queue": p} for p in POOLS}
-    routes["hgq.llm.*"] = {"queue": LLM_QUEUE}
-    return {
-        "broker_url": settings.redis_url,
-        "result_backend": settings.redis_url,
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "accept_content": ["json"],
-        "task_routes": routes,
-        "task_default_queue": "text",
-        "task_create_missing_queues": True,
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "task_soft_time_limit": settings.task_soft_time_limit_s,
-        "task_time_limit": settings.task_hard_time_limit_s,
-        "result_extended": True,
-        "task_ignore_result": True,  # run state, outputs and events live in hgq's own keys (shared/run_store.py)
-        "result_expires": settings.run_ttl_s,
-        "result_backend_always_retry": True,
-        "result_backend_max_retries": 10,
-        "broker_transport_options": {"visibility_timeout": vt},
-        "result_backend_transport_options": {"visibility_timeout": vt},
-        "visibility_timeout": vt,
-        "broker_connection_retry_on_startup": True,
-        "worker_soft_shutdown_timeout": min(settings.worker_soft_shutdown_s, settings.task_soft_time_limit_s),
-        "worker_enable_soft_shutdown_on_idle": False,  # idle workers stop at once; reserved messages are restored
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
-        "worker_hijack_root_logger": False,
-        "worker_disable_rate_limits": True,
-        "broker_pool_limit": 20,
-    }
-
-
-def create_app(settings: Settings | None = None) -> Celery:
-    settings = settings or get_settings()
-    celery_app = Celery("hgq")
-    celery_app.conf.update(celery_config(settings))
-    return celery_app
-
-
-app = create_app()
-
-# Register tasks and worker signals on import (celery -A workers.app finds them here).
-from workers import lifecycle, tasks  # noqa: E402,F401
-from monitoring import celery_hooks  # noqa: E402,F401  (metrics, JSON logs, SIGTERM = soft shutdown)
+__all__ = ["app", "create_app"]

@@ -27,6 +27,7 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from shared.artifacts import ArtifactStore
+from shared.dispatch import follow_transition
 from shared.errors import ExpertError, ModelUnavailable, TransientExpertError
 from shared.outputs import ExpertResult, TaskOutput
 from shared.plan import Node, ValidatedPlan
@@ -34,7 +35,6 @@ from shared.redis_conn import bytes_redis, text_redis
 from shared.run_models import ModelAttempt, NodeInfo
 from shared.run_store import RunStore
 from shared.settings import Settings, get_settings
-from workers.dispatch import follow_transition
 from workers.expert import get_expert
 from workers.inputs import resolve_inputs
 from workers.model_sources import register_model_sources
@@ -219,7 +219,7 @@ def _next_candidate(node: Node, model: str | None) -> str | None:
 
 
 def _attempted(info: NodeInfo, started: float, error: str | None, outcome: str) -> NodeInfo:
-    attempt = ModelAttempt(model=info.model, outcome=outcome, error=error,  # type: ignore[arg-type]
+    attempt = ModelAttempt(model=info.model, outcome=outcome, error=error,
                            seconds=round(time.time() - started, 3), worker=info.worker)
     return info.model_copy(update={"model_attempts": [*info.model_attempts, attempt]})
 

@@ -1,4 +1,5 @@
-"""Celery task registrations: one node task per pool, plus the plan and response stages."""
+"""Celery task registrations: one node task per pool (the plan and respond stages are the
+planner's: `planner_service.tasks`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from typing import Any
 
 from celery import Task
 
+from shared.celery_app import app
 from shared.settings import POOLS
-from workers.app import app
-from workers.names import PLAN_TASK, RESPOND_TASK, node_task_name
+from shared.task_names import node_task_name
 from workers.node_runner import execute_node
 
 
@@ -21,17 +22,3 @@ def _node_task(pool: str) -> Task:
 
 
 NODE_TASKS = {pool: _node_task(pool) for pool in POOLS}
-
-
-@app.task(bind=True, name=PLAN_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=3)
-def plan_stage(self: Task, run_id: str) -> dict[str, Any]:
-    from planner_service.stages import run_plan_stage
-
-    return run_plan_stage(self.app, run_id)
-
-
-@app.task(bind=True, name=RESPOND_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=3)
-def respond_stage(self: Task, run_id: str) -> dict[str, Any]:
-    from planner_service.stages import run_respond_stage
-
-    return run_respond_stage(self.app, run_id)

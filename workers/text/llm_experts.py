@@ -22,7 +22,7 @@ class _LLMExpert(Expert):
         return None if get_settings().openai_base_url else "no LLM endpoint configured (OPENAI_BASE_URL)"
 
     def _llm(self):  # type: ignore[no-untyped-def]
-        from planner_service.llm import LLM
+        from shared.llm_client import LLM
 
         run = current_run.get()
         return LLM(get_settings(), on_usage=run.add_usage if run is not None else None)
@@ -31,7 +31,7 @@ class _LLMExpert(Expert):
         text = inputs.get("text")
         if not isinstance(text, str) or not text.strip():
             raise ExpertError(f"{self.task} needs a non-empty text")
-        return f"{self.instruction.format(**{k: v for k, v in params.items()})}\n\n{text}"
+        return f"{self.instruction.format(**dict(params.items()))}\n\n{text}"
 
     def run(self, inputs: Mapping[str, InputValue], params: Mapping[str, Any]) -> ExpertResult:
         messages = [{"role": "system", "content": "You are a precise assistant. Answer with the result only."},

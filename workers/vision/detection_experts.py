@@ -133,7 +133,7 @@ class PeopleFinder:
                 out.append((box, float(det.score[0])))
         return out
 
-    def _faces_in_upper_body(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> list[tuple[tuple[int, ...], float]]:
+    def _faces_in_upper_body(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> list[tuple[tuple[int, int, int, int], float]]:
         h, w = rgb.shape[:2]
         x, y, bw, bh = box
         side = max(bw, min(bh, int(bw * 1.5)), 32)  # a square-ish crop of the head and shoulders
@@ -229,9 +229,7 @@ def people_finder() -> PeopleFinder:
 
 SYNONYMS = {
     "face": "face", "faces": "face", "head": "face", "heads": "face",
-    **{w: "person" for w in ("person", "persons", "people", "human", "humans", "man", "men", "woman", "women",
-                             "child", "children", "kid", "kids", "boy", "boys", "girl", "girls", "pedestrian",
-                             "pedestrians", "body", "bodies", "astronaut")},
+    **dict.fromkeys(("person", "persons", "people", "human", "humans", "man", "men", "woman", "women", "child", "children", "kid", "kids", "boy", "boys", "girl", "girls", "pedestrian", "pedestrians", "body", "bodies", "astronaut"), "person"),
 }
 COLOURS = {"person": (0, 170, 255), "face": (255, 60, 60)}
 

@@ -203,7 +203,7 @@ def draw_openpose(size: tuple[int, int], people: list[list[tuple[float, float] |
     import cv2
 
     width, height = size
-    canvas = np.zeros((height, width, 3), np.uint8)
+    canvas: np.ndarray = np.zeros((height, width, 3), np.uint8)
     stick = max(2, round(min(size) / 128))
     radius = max(2, round(min(size) / 128))
     for limb, colour in zip(OPENPOSE_LIMBS, OPENPOSE_COLOURS, strict=False):
@@ -217,7 +217,7 @@ def draw_openpose(size: tuple[int, int], people: list[list[tuple[float, float] |
             angle = math.degrees(math.atan2(a[1] - b[1], a[0] - b[0]))
             centre = (int(round((a[0] + b[0]) / 2)), int(round((a[1] + b[1]) / 2)))
             polygon = cv2.ellipse2Poly(centre, (max(1, int(length / 2)), stick), int(angle), 0, 360, 1)
-            cv2.fillConvexPoly(layer, polygon, colour)
+            cv2.fillConvexPoly(layer, np.asarray(polygon, np.int32), colour)
             drawn = True
         if drawn:
             canvas = cv2.addWeighted(canvas, 0.4, layer, 0.6, 0)

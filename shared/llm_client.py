@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 from functools import lru_cache
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import openai
 
 from shared.errors import LLMError, LLMOutputError
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionChunk
 
 UsageSink = Callable[[str, int, int, float], None]  # stage, prompt tokens, completion tokens, seconds
 STAGE_HEADER = "X-HGQ-Stage"
@@ -91,7 +94,7 @@ class LLM:
                     max_tokens=max_tokens or self._max_tokens, extra_headers={STAGE_HEADER: stage}, stream=True)
             pieces: list[str] = []
             usage = None
-            for chunk in stream:
+            for chunk in cast("Iterable[ChatCompletionChunk]", stream):
                 if getattr(chunk, "usage", None):
                     usage = chunk.usage
                 for choice in chunk.choices or []:

@@ -11,7 +11,7 @@ from celery import Celery
 from shared.keys import node_task_id, plan_task_id, respond_task_id
 from shared.plan import ValidatedPlan
 from shared.run_store import Transition
-from workers.names import PLAN_TASK, RESPOND_TASK, node_task_name
+from shared.task_names import PLAN_TASK, RESPOND_TASK, node_task_name
 
 
 def publish_nodes(app: Celery, run_id: str, plan: ValidatedPlan, node_ids: list[int]) -> None:

@@ -1,0 +1,219 @@
+"""The API's service object: authentication, submission with limits and uploads, reading runs
+and following their event streams. Built once per app (per replica process); handlers call it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import redis
+import redis.asyncio as aioredis
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from planner_service.api.errors import ApiError
+from planner_service.api.schemas import RUN_ID, Upload
+from planner_service.api.uploads import fetch_url, safe_name, unique_name
+from planner_service.auth import ApiKeys, Limiter, Ownership
+from planner_service.client import HgqClient, sniff_media
+from shared.conversation import ConversationStore
+from shared.errors import ArtifactError, PlanError, RunNotFound
+from shared.keys import run_keys
+from shared.outputs import ArtifactRef
+from shared.plan import PlanTask
+from shared.redis_conn import text_redis
+from shared.run_models import RequestCreate, RunPublic
+from shared.settings import Settings
+
+
+class Service:
+    """Everything a handler needs; built once per app (per replica process)."""
+
+    def __init__(self, settings: Settings, api: Settings, client: HgqClient | None = None):
+        self.settings = settings
+        self.api = api
+        if client is None:
+            from planner_service.publisher import publisher_app
+
+            client = HgqClient(settings, publisher_app(settings))
+        self.client = client
+        self.r: redis.Redis = text_redis(settings.redis_url)
+        self.keys = ApiKeys(self.r, settings.key_prefix)
+        self.limiter = Limiter(self.r, settings.key_prefix, settings.run_ttl_s)
+        self.owners = Ownership(self.r, settings.key_prefix, settings.run_ttl_s, api.api_history)
+        self.aredis: aioredis.Redis | None = None
+
+    # --- auth -------------------------------------------------------------------------------------
+    def user_for(self, authorization: str | None) -> str:
+        if not authorization:
+            if not self.api.api_auth:
+                return "local"
+            raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>' (hgq keys create NAME)",
+                           "authentication_error", "Authorization", {"WWW-Authenticate": "Bearer"})
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "the Authorization header must be 'Bearer <key>'", "authentication_error",
+                           "Authorization", {"WWW-Authenticate": "Bearer"})
+        info = self.keys.lookup(token.strip())
+        if info is None:
+            raise ApiError(401, "invalid or revoked API key", "authentication_error", "Authorization",
+                           {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return info.user
+
+    def own_run(self, user: str, run_id: str) -> None:
+        if not RUN_ID.match(run_id) or not self.owners.owns_run(user, run_id):
+            raise ApiError(404, f"no request {run_id}", "not_found_error", "request_id")
+
+    # --- submission -----------------------------------------------------------------------------
+    def conversation(self, user: str, conversation_id: str | None) -> str | None:
+        """The stored id of a user's conversation: namespaced by user, so that nobody can reach
+        another user's conversation (its history or its files) by guessing its id."""
+        if conversation_id is None:
+            return None
+        internal = f"{hashlib.sha256(user.encode()).hexdigest()[:12]}-{conversation_id}"
+        store = ConversationStore(self.r, self.settings.key_prefix, internal, self.settings.run_ttl_s)
+        if store.owner() not in (None, user):
+            raise ApiError(404, f"no conversation {conversation_id}", "not_found_error", "conversation_id")
+        return internal
+
+    @staticmethod
+    def public_conversation(internal: str | None) -> str | None:
+        return internal.split("-", 1)[1] if internal and "-" in internal else internal
+
+    def submit(self, user: str, text: str, plan: list[PlanTask] | None, request_id: str | None,
+               uploads: list[Upload], urls: list[tuple[str, str | None, str]],
+               conversation_id: str | None = None) -> tuple[str, bool]:
+        """Limits, uploads, then the request. Returns (run id, created)."""
+        limits = self.keys.limits(user, self.api.api_rate_per_minute, self.api.api_max_concurrent)
+        wait = self.limiter.hit(user, limits.rpm)
+        if wait > 0:
+            retry = max(1, int(wait + 0.999))
+            raise ApiError(429, f"rate limit: {limits.rpm} requests per minute; retry in {retry}s",
+                           "rate_limit_error", None, {"Retry-After": str(retry)})
+        if request_id is not None:
+            owner = self.owners.owner(request_id)
+            if owner == user:
+                return request_id, False  # idempotent resubmission
+            if owner is not None:
+                raise ApiError(409, "request_id is already used; choose another", field="request_id")
+        if len(uploads) + len(urls) > self.api.api_max_uploads:
+            raise ApiError(413, f"too many files: at most {self.api.api_max_uploads} per request", field="files")
+        for url, name, field in urls:
+            uploads.append(self.fetch(url, name, field))
+        conversation = self.conversation(user, conversation_id)
+        refs = self.store_uploads(user, uploads)
+        run_id = request_id or uuid.uuid4().hex[:16]
+        if not self.limiter.acquire(user, run_id, limits.max_concurrent):
+            raise ApiError(429, f"too many requests in flight: at most {limits.max_concurrent} at once",
+                           "rate_limit_error", None, {"Retry-After": "2"})
+        try:
+            self.client.submit(RequestCreate(text=text, uploads=refs, plan=plan, request_id=run_id, user=user,
+                                             conversation_id=conversation))
+        except PlanError as exc:
+            self.limiter.release(user, run_id)
+            raise ApiError(422, str(exc), field="plan",
+                           details=[{"field": "plan", "problem": p} for p in exc.problems]) from exc
+        except BaseException:
+            self.limiter.release(user, run_id)
+            raise
+        if request_id is not None and self.owners.owner(run_id) != user:  # lost a race for the same id
+            self.limiter.release(user, run_id)
+            raise ApiError(409, "request_id is already used; choose another", field="request_id")
+        self.owners.record_run(user, run_id)
+        return run_id, True
+
+    def store_uploads(self, user: str, uploads: list[Upload]) -> dict[str, ArtifactRef]:
+        refs: dict[str, ArtifactRef] = {}
+        for up in uploads:
+            if len(up.data) > self.api.api_max_upload_bytes:
+                raise ApiError(413, f"{up.name}: {len(up.data)} bytes exceeds the limit of "
+                                    f"{self.api.api_max_upload_bytes} bytes", field=up.field)
+            try:
+                mime, kind = sniff_media(up.data, up.name)
+            except ArtifactError as exc:
+                raise ApiError(415, str(exc), "unsupported_media_type", up.field) from exc
+            if mime not in self.api.api_allowed_mime:
+                raise ApiError(415, f"{up.name}: {mime} is not allowed here", "unsupported_media_type", up.field)
+            name = unique_name(safe_name(up.name, mime), refs)
+            try:
+                refs[name] = self.client.artifacts.put(up.data, mime, kind, name)
+            except ArtifactError as exc:
+                raise ApiError(413, str(exc), field=up.field) from exc
+        self.owners.record_artifacts(user, [r.id for r in refs.values()])
+        return refs
+
+    def fetch(self, url: str, name: str | None, field: str) -> Upload:
+        return fetch_url(url, name, field, self.api)
+
+    # --- reading ------------------------------------------------------------------------------------
+    def view(self, user: str, run_id: str) -> RunPublic:
+        self.own_run(user, run_id)
+        try:
+            return self.client.view(run_id)
+        except RunNotFound as exc:
+            raise ApiError(404, f"no request {run_id}", "not_found_error", "request_id") from exc
+
+    def history(self, user: str, limit: int) -> list[dict[str, Any]]:
+        ids = self.owners.runs(user, limit)
+        pipe = self.r.pipeline(transaction=False)
+        for run_id in ids:
+            pipe.hmget(run_keys(self.settings.key_prefix, run_id).meta,
+                       ["status", "created_at", "finished_at", "request", "response"])
+        out = []
+        for run_id, (status, created, finished, request, response) in zip(ids, pipe.execute(), strict=True):
+            if status is None:
+                continue  # expired
+            req = json.loads(request) if request else {}
+            out.append({"request_id": run_id, "status": status, "request": req.get("text", ""), "response": response,
+                        "conversation_id": self.public_conversation(req.get("conversation_id")),
+                        "created_at": float(created) if created else None,
+                        "finished_at": float(finished) if finished else None})
+        return out
+
+    def aredis_client(self) -> aioredis.Redis:
+        if self.aredis is None:
+            self.aredis = aioredis.Redis.from_url(self.settings.redis_url, decode_responses=True,
+                                                  health_check_interval=30)
+        return self.aredis
+
+    async def events(self, run_id: str, after: str, request: Request | None = None,
+                     stop_on_done: bool = True) -> AsyncIterator[tuple[str, dict[str, Any]] | None]:
+        """(stream id, event) from `after` on, until `done`; None now and then as a keep-alive tick."""
+        r = self.aredis_client()
+        k = run_keys(self.settings.key_prefix, run_id)
+        last = after
+        while True:
+            if request is not None and await request.is_disconnected():
+                return
+            res = await r.xread({k.events: last}, block=self.api.api_sse_block_ms, count=200)
+            rows = res[0][1] if res else []
+            if not rows:
+                # Nothing new: if the run is over (or gone) and nothing follows `last`, end the stream.
+                meta = await r.hmget(k.meta, ["status", "response"])
+                if meta[0] is None or meta[1] is not None:
+                    tail = await r.xrange(k.events, min=f"({last}" if last != "0-0" else "-", count=200)
+                    if not tail:
+                        return
+                    rows = tail
+                else:
+                    yield None
+                    continue
+            for eid, fields in rows:
+                last = eid
+                data = json.loads(fields["data"])
+                yield eid, data
+                if stop_on_done and data.get("type") == "done":
+                    return
+
+
+
+async def current_user(request: Request) -> str:
+    """The user of the request's Bearer key (401 when missing or invalid)."""
+    svc: Service = request.app.state.service
+    return await run_in_threadpool(svc.user_for, request.headers.get("authorization"))
+
+
+User = Annotated[str, Depends(current_user)]
