@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from planner_service.eval_cases import DEFAULT_FILE, load_cases
-from planner_service.eval_runner import CaseResult, evaluate, table_header, table_row, totals_text
+from planner_service.eval_cases import DEFAULT_FILE, read_cases, tool_mapping
+from planner_service.eval_runner import CaseResult, evaluate, table_header, table_row, totals_text, worst_text
 from shared.catalog import TASK_TYPES
 from shared.errors import HgqError
 from shared.outputs import ArtifactRef
@@ -57,10 +57,17 @@ def plans_cmd(file: Path | None, limit: int | None, as_json: bool, available: st
 
     path = file or DEFAULT_FILE
     try:
-        cases = load_cases(path, limit)
-    except (OSError, ValueError, KeyError) as exc:
+        read = read_cases(path, limit)
+    except (OSError, UnicodeDecodeError) as exc:
         click.echo(f"error: cannot read {path}: {exc}", err=True)
         sys.exit(2)
+    cases = read.cases
+    if not cases:
+        click.echo(f"error: {path} has no usable record ({len(read.skipped)} skipped: "
+                   f"{'; '.join(read.skipped[:3])})", err=True)
+        sys.exit(2)
+    for reason in read.skipped:
+        click.echo(f"skipped {reason}", err=True)
     settings = get_settings()
     offered = installed_task_types(settings) if available is None else {
         a.strip() for a in available.split(",") if a.strip()}
@@ -101,6 +108,8 @@ def plans_cmd(file: Path | None, limit: int | None, as_json: bool, available: st
     if not as_json:
         click.echo(table_header())
     results, summary = evaluate(plan_fn, cases, offered, usage, on_result=show)
+    summary.skipped = read.skipped
+    summary.unmapped_tools, summary.loose_tools = tool_mapping(n.tool for c in cases for n in c.nodes)
     if save is not None:
         with save.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"summary": summary.to_json()}) + "\n")
@@ -110,6 +119,7 @@ def plans_cmd(file: Path | None, limit: int | None, as_json: bool, available: st
     else:
         click.echo("")
         click.echo(totals_text(summary))
+        click.echo(worst_text(results))
 
 
 def register(main: click.Group) -> None:

@@ -92,6 +92,14 @@ TASKBENCH_TO_HGQ: dict[str, str] = {
     "image to image": "image-to-image",
 }
 
+# Mappings that are approximations (scored as the hgq type, but listed in the report).
+LOOSE: dict[str, str] = {
+    "tabular classification": "a table photographed as an image, classified as an image",
+    "image editing": "free-form editing, served by image-to-image's fixed styles",
+    "conversational": "TaskBench's chat reply tool; hgq answers plain chat without a task",
+    "zero-shot classification": "scored as text-classification with labels",
+}
+
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 AUDIO_EXT = {".wav", ".mp3", ".flac", ".ogg", ".m4a", ".opus"}
 _FILE_RE = re.compile(r"[\w\-./]+\.(?:" + "|".join(e[1:] for e in sorted(IMAGE_EXT | AUDIO_EXT)) + r")\b",
@@ -119,6 +127,7 @@ def hgq_task(name: str) -> str:
 class GoldNode:
     task: str  # hgq task type
     arguments: list[str]
+    tool: str = ""  # the name the ground truth gave it
 
 
 @dataclass
@@ -170,8 +179,8 @@ def parse_case(obj: Mapping[str, Any], line_no: int = 0) -> EvalCase:
     if not isinstance(request, str) or not request.strip():
         raise ValueError(f"line {line_no}: missing user_request")
     raw_nodes = obj.get("task_nodes") or []
-    nodes = [GoldNode(task=hgq_task(str(n["task"])), arguments=_arg_values(n.get("arguments")))
-             for n in raw_nodes]
+    nodes = [GoldNode(task=hgq_task(str(n["task"])), arguments=_arg_values(n.get("arguments")),
+                      tool=str(n["task"])) for n in raw_nodes]
     names = [n.task for n in nodes]
     links = Counter[Link]()
     for raw in obj.get("task_links") or []:
@@ -197,16 +206,43 @@ def parse_case(obj: Mapping[str, Any], line_no: int = 0) -> EvalCase:
                     links=sorted(links.elements()), files=files, type=str(obj.get("type", "")))
 
 
-def load_cases(path: Path | str, limit: int | None = None) -> list[EvalCase]:
-    cases: list[EvalCase] = []
+@dataclass
+class CaseFile:
+    """A ground-truth file as read: its usable cases, and the records skipped with the reason."""
+
+    cases: list[EvalCase]
+    skipped: list[str]
+
+
+def read_cases(path: Path | str, limit: int | None = None) -> CaseFile:
+    """Every usable record of a file. A record that cannot be scored (bad JSON, no request, a
+    `<node-j>` pointing at its own node or past the end: about 4% of TaskBench) is skipped and
+    counted, not fatal. OSError when the file cannot be read."""
+    read = CaseFile(cases=[], skipped=[])
     with open(path, encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, 1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
-            cases.append(parse_case(json.loads(line), line_no))
-            if limit is not None and len(cases) >= limit:
+            try:
+                read.cases.append(parse_case(json.loads(line), line_no))
+            except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+                reason = str(exc)
+                read.skipped.append(reason if reason.startswith("line ") else f"line {line_no}: {reason}")
+            if limit is not None and len(read.cases) >= limit:
                 break
-    return cases
+    return read
+
+
+def load_cases(path: Path | str, limit: int | None = None) -> list[EvalCase]:
+    """The usable cases of a file (see `read_cases` for what is skipped)."""
+    return read_cases(path, limit).cases
+
+
+def tool_mapping(case_tools: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Of ground-truth tool names: those that map to no hgq task type, and those mapped loosely."""
+    unmapped = sorted({t for t in case_tools if hgq_task(t) not in TASK_TYPES})
+    loose = sorted({t for t in case_tools if _norm(t) in LOOSE})
+    return unmapped, loose
 
 
 def gold_plan(case: EvalCase) -> list[PlanTask]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
 from planner_service.eval_cases import DEFAULT_AVAILABLE, EvalCase, Link, fake_uploads
-from planner_service.eval_scoring import CaseResult, Summary, match, plan_links, plan_nodes, summarize
+from planner_service.eval_scoring import CaseResult, Summary, failure_kind, match, plan_links, plan_nodes, summarize
 from shared.errors import LLMError, PlanError
 from shared.outputs import ArtifactRef
 from shared.plan import ValidatedPlan
@@ -79,7 +80,7 @@ def totals_text(s: Summary) -> str:
         f"{s.empty} empty where tasks were expected)",
         f"node F1 (micro)   {s.node.f1:.3f}  (P {s.node.precision:.3f}, R {s.node.recall:.3f}; macro {s.node_f1_macro:.3f})",
         f"link F1 (micro)   {s.link.f1:.3f}  (P {s.link.precision:.3f}, R {s.link.recall:.3f}; macro {s.link_f1_macro:.3f})",
-        f"mean latency      {s.mean_latency_s:.2f} s",
+        f"latency           median {s.median_latency_s:.2f} s, mean {s.mean_latency_s:.2f} s",
         f"LLM tokens        {s.prompt_tokens} prompt, {s.completion_tokens} completion",
     ]
     if s.by_type:
@@ -87,4 +88,34 @@ def totals_text(s: Summary) -> str:
     for kind, m in s.by_type.items():
         lines.append(f"  {kind:<7} n={int(m['n']):<3} node F1 {m['node_f1']:.3f}  link F1 {m['link_f1']:.3f}  "
                      f"valid {m['valid_rate']:.3f}")
+    if s.by_failure:
+        lines.append("by outcome: " + ", ".join(f"{kind} {n}" for kind, n in s.by_failure.items()))
+    if s.skipped:
+        lines.append(f"skipped records  {len(s.skipped)} (not scored): " + "; ".join(s.skipped[:5])
+                     + (" ..." if len(s.skipped) > 5 else ""))
+    if s.unmapped_tools:
+        lines.append(f"unmapped tools   {', '.join(s.unmapped_tools)} (no hgq task type: never matched)")
+    if s.loose_tools:
+        lines.append(f"loose mappings   {', '.join(s.loose_tools)} (scored as the nearest hgq type)")
+    return "\n".join(lines)
+
+
+def worst_text(results: list[CaseResult], n: int = 8) -> str:
+    """The n worst plans, each as a diff against the ground truth."""
+    ranked = sorted((r for r in results if failure_kind(r) != "right"),
+                    key=lambda r: (r.valid, r.node.f1 + r.link.f1, r.id))[:n]
+    lines = [f"worst {len(ranked)} plan(s):"] if ranked else []
+    for r in ranked:
+        missing = sorted((Counter(r.gold_nodes) - Counter(r.pred_nodes)).elements())
+        extra = sorted((Counter(r.pred_nodes) - Counter(r.gold_nodes)).elements())
+        lines.append(f"- {r.id} [{failure_kind(r)}] {r.request[:110]}")
+        if missing or extra:
+            lines.append(f"    tasks:  -{','.join(missing) or '(none)'}  +{','.join(extra) or '(none)'}")
+        lost = sorted((Counter(r.gold_links) - Counter(r.pred_links)).elements())
+        added = sorted((Counter(r.pred_links) - Counter(r.gold_links)).elements())
+        if lost or added:
+            lines.append(f"    links:  -{','.join(f'{a}>{b}' for a, b in lost) or '(none)'}  "
+                         f"+{','.join(f'{a}>{b}' for a, b in added) or '(none)'}")
+        if r.error:
+            lines.append(f"    error:  {r.error[:200]}")
     return "\n".join(lines)

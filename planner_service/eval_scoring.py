@@ -3,6 +3,7 @@ matching), per request and summed over a run, overall and by shape."""
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -102,6 +103,11 @@ class Summary:
     first_try_valid: int = 0  # valid without the repair round
     empty: int = 0  # valid but empty plans for requests whose ground truth has tasks (a silent chat answer)
     by_type: dict[str, dict[str, float]] = field(default_factory=dict)
+    by_failure: dict[str, int] = field(default_factory=dict)  # failure_kind -> requests
+    median_latency_s: float = 0.0
+    skipped: list[str] = field(default_factory=list)  # records of the file that could not be scored
+    unmapped_tools: list[str] = field(default_factory=list)  # gold tools no hgq type serves
+    loose_tools: list[str] = field(default_factory=list)  # gold tools scored as an approximate hgq type
 
     @property
     def valid_rate(self) -> float:
@@ -115,7 +121,30 @@ class Summary:
                 "link_precision": self.link.precision, "link_recall": self.link.recall,
                 "node_f1_macro": self.node_f1_macro, "link_f1_macro": self.link_f1_macro,
                 "mean_latency_s": self.mean_latency_s, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "by_type": self.by_type}
+                "completion_tokens": self.completion_tokens, "by_type": self.by_type,
+                "median_latency_s": self.median_latency_s, "by_failure": self.by_failure,
+                "skipped": self.skipped, "unmapped_tools": self.unmapped_tools, "loose_tools": self.loose_tools}
+
+
+_INVALID_KINDS = [("references its own output", "invalid: self-reference"),
+                  ("needs ", "invalid: input of the wrong kind"), ("unknown arg", "invalid: unknown arg name"),
+                  ("missing required arg", "invalid: missing input"),
+                  ("unknown task type", "invalid: unknown task type"),
+                  ("no live worker", "invalid: task type not served"), ("dropped all tasks", "invalid: repair emptied"),
+                  ("LLM:", "invalid: LLM endpoint"), ("cycle", "invalid: cycle")]
+
+
+def failure_kind(r: CaseResult) -> str:
+    """What went wrong with one request's plan (or "right")."""
+    if not r.valid:
+        return next((kind for cue, kind in _INVALID_KINDS if cue in (r.error or "")), "invalid: other")
+    if not r.pred_nodes and r.gold_nodes:
+        return "empty plan"
+    if r.node.f1 < 1.0:
+        if r.node.fn and not r.node.fp:
+            return "tasks missing"
+        return "tasks extra" if r.node.fp and not r.node.fn else "wrong tasks"
+    return "wrong links" if r.link.f1 < 1.0 else "right"
 
 
 def summarize(results: list[CaseResult]) -> Summary:
@@ -134,8 +163,11 @@ def summarize(results: list[CaseResult]) -> Summary:
     return Summary(
         n=n, valid=sum(r.valid for r in results), node=node, link=link,
         mean_latency_s=sum(r.latency_s for r in results) / n if n else 0.0,
-        node_f1_macro=sum(r.node.f1 for r in results) / n if n else 0.0,
-        link_f1_macro=sum(r.link.f1 for r in results) / n if n else 0.0,
+        # macro: an invalid plan scores 0 (its empty link set would otherwise "match" a single task's)
+        node_f1_macro=sum(r.node.f1 if r.valid else 0.0 for r in results) / n if n else 0.0,
+        link_f1_macro=sum(r.link.f1 if r.valid else 0.0 for r in results) / n if n else 0.0,
+        median_latency_s=statistics.median(r.latency_s for r in results) if n else 0.0,
+        by_failure=dict(Counter(failure_kind(r) for r in results).most_common()),
         prompt_tokens=sum(r.prompt_tokens for r in results),
         completion_tokens=sum(r.completion_tokens for r in results),
         first_try_valid=sum(r.valid and r.llm_calls <= 1 for r in results),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from planner_service.demo_retrieval import pick_demos
+from planner_service.plan_checks import normalise, request_problems
 from shared.catalog import TASK_TYPES
 from shared.errors import LLMOutputError, PlanError
 from shared.llm_client import LLM
@@ -31,36 +33,6 @@ PLAN_SCHEMA: dict[str, object] = {
     "required": ["tasks"],
 }
 
-_DEMOS: list[tuple[str, list[dict[str, object]]]] = [
-    ("Transcribe memo.wav, summarise it and read the summary aloud. [files: memo.wav (audio)]", [
-        {"id": 0, "task": "automatic-speech-recognition", "dep": [-1], "args": {"audio": "memo.wav"}},
-        {"id": 1, "task": "summarization", "dep": [0], "args": {"text": "<GENERATED>-0"}},
-        {"id": 2, "task": "text-to-speech", "dep": [1], "args": {"text": "<GENERATED>-1"}},
-    ]),
-    ("What text is written in a.png and in b.png? [files: a.png (image), b.png (image)]", [
-        {"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "a.png"}},
-        {"id": 1, "task": "image-to-text", "dep": [-1], "args": {"image": "b.png"}},
-    ]),
-    ("Is the review in scan.png positive? Also read it aloud. [files: scan.png (image)]", [
-        {"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "scan.png"}},
-        {"id": 1, "task": "text-classification", "dep": [0], "args": {"text": "<GENERATED>-0"}},
-        {"id": 2, "task": "text-to-speech", "dep": [0], "args": {"text": "<GENERATED>-0"}},
-    ]),
-    ("Answer the question written on card.png using what is said in talk.wav. "
-     "[files: card.png (image), talk.wav (audio)]", [
-        {"id": 0, "task": "automatic-speech-recognition", "dep": [-1], "args": {"audio": "talk.wav"}},
-        {"id": 1, "task": "image-to-text", "dep": [-1], "args": {"image": "card.png"}},
-        {"id": 2, "task": "question-answering", "dep": [0, 1],
-         "args": {"text": "<GENERATED>-0", "question": "<GENERATED>-1"}},
-    ]),
-    ("Read menu.jpg and translate it into Spanish. [files: menu.jpg (image)]", [
-        {"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "menu.jpg"}},
-        {"id": 1, "task": "translation", "dep": [0], "args": {"text": "<GENERATED>-0", "target": "Spanish"}},
-    ]),
-    ("Hello! How are you today?", []),
-]
-
-
 def system_prompt(available: set[str]) -> str:
     lines = [TASK_TYPES[name].line() for name in sorted(available) if name in TASK_TYPES]
     return (
@@ -86,10 +58,9 @@ def _user_message(text: str, uploads: Mapping[str, ArtifactRef]) -> str:
 def plan_messages(text: str, uploads: Mapping[str, ArtifactRef], available: set[str],
                   history: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system_prompt(available)}]
-    for demo_request, demo_plan in _DEMOS:
-        if all(t["task"] in available for t in demo_plan):
-            messages.append({"role": "user", "content": demo_request})
-            messages.append({"role": "assistant", "content": json.dumps({"tasks": demo_plan})})
+    for demo_request, demo_plan in pick_demos(_user_message(text, uploads), available):
+        messages.append({"role": "user", "content": demo_request})
+        messages.append({"role": "assistant", "content": json.dumps({"tasks": demo_plan})})
     if history:
         messages.append({"role": "system", "content": "Earlier turns of this conversation follow. Files they "
                          "name (uploads and generated files) can be used as args by name."})
@@ -100,10 +71,13 @@ def plan_messages(text: str, uploads: Mapping[str, ArtifactRef], available: set[
 
 def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], available: set[str],
                  history: list[dict[str, str]] | None = None) -> ValidatedPlan:
-    """Ask the LLM for a plan; on an invalid one, send the problems back once; then PlanError."""
+    """Ask the LLM for a plan, fix its no-judgement slips (plan_checks.normalise), and send what is
+    still wrong (invalid, or missing part of the request) back once; then PlanError, or the first
+    valid plan when only the repair round failed."""
     messages = plan_messages(text, uploads, available, history)
     problems: list[str] = []
     first_had_tasks = False
+    valid: ValidatedPlan | None = None  # a valid first plan that misses part of the request
     for attempt in range(2):
         try:
             raw = llm.chat_json("plan", messages, PLAN_SCHEMA)
@@ -113,16 +87,25 @@ def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], availa
                 # Dropping every task is not a repair: it would silently turn the request into chat.
                 raise PlanError([f"the repair round dropped all tasks instead of fixing: {'; '.join(problems)}"])
             first_had_tasks = has_tasks
-            return validate_plan(parse_plan_json(raw), uploads, available)
+            plan = validate_plan(normalise(parse_plan_json(raw), uploads, text), uploads, available)
+            problems = request_problems(text, plan, uploads, available) if attempt == 0 else []
+            if not problems:
+                return plan
+            valid = plan
         except LLMOutputError as exc:  # endpoint failures (LLMError) are not repairable: they propagate
             problems = [str(exc)]
             reply_text = "(unparseable)"
         except PlanError as exc:
+            if valid is not None:
+                return valid
             problems = exc.problems
         if attempt == 0:
+            verdict = "That plan misses part of the request" if valid is not None else "That plan is invalid"
             messages += [
                 {"role": "assistant", "content": reply_text},
-                {"role": "user", "content": "That plan is invalid: " + "; ".join(problems)
-                 + ". Answer again with the same tasks, corrected (fix only these problems), JSON only."},
+                {"role": "user", "content": f"{verdict}: " + "; ".join(problems)
+                 + ". Answer again with the whole plan, corrected (fix only these problems), JSON only."},
             ]
+    if valid is not None:
+        return valid
     raise PlanError([f"the planner produced an invalid plan twice: {'; '.join(problems)}"])

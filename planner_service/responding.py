@@ -6,12 +6,25 @@ import json
 from collections.abc import Callable
 
 from shared.artifacts import artifact_file_name
+from shared.catalog import TASK_TYPES
 from shared.llm_client import LLM
 from shared.outputs import TaskOutput
-from shared.plan import ValidatedPlan
+from shared.plan import Node, ValidatedPlan
 from shared.run_models import NodeInfo
 
 MAX_TEXT_CHARS = 1500
+MAX_INPUT_CHARS = 300
+
+IDENTITY = ("You are hgq, an open-source assistant that answers requests by running AI models (speech, vision and "
+            "text models served by hgq's own workers, planned by a local or configured LLM). You were not made by "
+            "OpenAI or any other company; hgq is a HuggingGPT-style system on a task queue.")
+ANSWER_RULES = (
+    "Answer the user's request directly, in plain sentences, using only the facts in Results. Quote texts, labels, "
+    "counts and languages exactly as Results give them; compare and count only from those facts. Do not add "
+    "content Results do not contain, and do not guess what a file contains beyond its facts. Name each produced "
+    "file once, so the user can find it. A task with an empty output found nothing (say so). If a task failed or "
+    "was skipped, say which and why in one sentence. Do not describe the workflow, the tasks or the models unless "
+    "the user asks about them. No headings.")
 
 
 def describe_results(plan: ValidatedPlan, states: dict[int, str], outputs: dict[int, TaskOutput],
@@ -24,6 +37,9 @@ def describe_results(plan: ValidatedPlan, states: dict[int, str], outputs: dict[
         failed_models = [f"{a.model}: {a.error}" for a in info.model_attempts if a.outcome == "fallback"]
         if failed_models:
             row["models_that_failed_first"] = failed_models
+        fed = _text_inputs(node, outputs)
+        if fed:
+            row["input"] = fed
         out = outputs.get(node.id)
         if out is not None:
             text = out.as_text()
@@ -43,6 +59,25 @@ def describe_results(plan: ValidatedPlan, states: dict[int, str], outputs: dict[
     return rows
 
 
+def _text_inputs(node: Node, outputs: dict[int, TaskOutput]) -> dict[str, str]:
+    """The text each text input of a task received (what a speech task spoke, what was translated)."""
+    spec = TASK_TYPES.get(node.task)
+    fed: dict[str, str] = {}
+    for slot, binding in node.inputs.items():
+        if spec is None or spec.inputs[slot].kind != "text":
+            continue
+        if binding.type == "literal":
+            value: str | None = str(binding.value)
+        elif binding.type == "output":
+            source = outputs.get(binding.task)
+            value = source.as_text() if source is not None else None
+        else:
+            value = None
+        if value is not None:
+            fed[slot] = value if len(value) <= MAX_INPUT_CHARS else value[:MAX_INPUT_CHARS] + " [...]"
+    return fed
+
+
 def fallback_answer(results: list[dict[str, object]], note: str) -> str:
     """An answer without the LLM: every result and every failure, plainly."""
     lines = [note]
@@ -53,17 +88,25 @@ def fallback_answer(results: list[dict[str, object]], note: str) -> str:
 
 
 def write_answer(llm: LLM, request: str, results: list[dict[str, object]],
-                 history: list[dict[str, str]] | None = None, on_delta: Callable[[str], None] | None = None) -> str:
-    """The answer, streamed piece by piece to `on_delta` as the LLM generates it."""
+                 history: list[dict[str, str]] | None = None, on_delta: Callable[[str], None] | None = None,
+                 limits: str | None = None) -> str:
+    """The answer, streamed piece by piece to `on_delta` as the LLM generates it. `limits` (what the
+    request needs that nothing here serves) is said as it is, never replaced by a substitute."""
+    if not results and limits:
+        if on_delta is not None:
+            on_delta(limits)
+        return limits  # nothing ran: the limits are the whole answer (no generic apology)
     if not results:
-        messages = [{"role": "system", "content": "You are a helpful assistant."}, *(history or []),
+        messages = [{"role": "system", "content": IDENTITY + " Answer briefly and helpfully."}, *(history or []),
                     {"role": "user", "content": request}]
         return llm.chat("respond", messages, on_delta=on_delta)
     messages = [
-        {"role": "system", "content": (
-            "You answer a user's request from the results of AI models that ran for it. Start with the direct "
-            "answer built from the results, then briefly the workflow (tasks, models). If any task failed or "
-            "was skipped, say so and why. Never invent results. Refer to generated files by their names.")},
+        {"role": "system", "content": f"{IDENTITY}\n{ANSWER_RULES}"},
         {"role": "user", "content": f"Request: {request}\nResults: {json.dumps(results, ensure_ascii=False)}"},
     ]
-    return llm.chat("respond", messages, on_delta=on_delta)
+    answer = llm.chat("respond", messages, on_delta=on_delta)
+    if limits:
+        if on_delta is not None:
+            on_delta("\n\n" + limits)
+        answer = f"{answer}\n\n{limits}"
+    return answer

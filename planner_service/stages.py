@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Celery
 
+from planner_service.limits import limits_text, unserved_needs
 from planner_service.planning import plan_request
 from planner_service.responding import describe_results, fallback_answer, write_answer
 from planner_service.selection import select_models
@@ -110,8 +111,12 @@ def run_respond_stage(app: Celery, run_id: str) -> dict[str, Any]:
     def stream_piece(piece: str) -> None:
         run.event("answer", delta=piece)
 
+    settings = get_settings()
+    served = set(candidates(live_workers(text_redis(settings.redis_url), settings.key_prefix)))
+    needs = unserved_needs(request.text, served | {n.task for n in plan.nodes})
+    limits = limits_text(needs) if needs else None
     try:
-        answer = write_answer(_llm(run), request.text, results, history, on_delta=stream_piece)
+        answer = write_answer(_llm(run), request.text, results, history, on_delta=stream_piece, limits=limits)
     except LLMError as exc:
         status, error = "failed", f"response stage failed: {exc}"
         answer = fallback_answer(results, "The answer could not be written by the LLM; here are the raw results:")

@@ -462,8 +462,11 @@ def test_chat_completion_with_an_image_part(api: ThreadServer, users: dict[str, 
         {"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "hello"}, _image_message("what is in this picture?")])
     assert res.choices[0].message.content.startswith("ANSWER")
-    prompt = fake_llm.calls("plan")[-1]["messages"][-1]["content"]
+    first, repair = fake_llm.calls("plan")[-2:]
+    prompt = first["messages"][-1]["content"]
     assert "[files: image1.png (image)]" in prompt and "assistant: hello" in prompt
+    # the scripted planner ignored the picture: the one repair round says so
+    assert "image1.png is not used by any task" in repair["messages"][-1]["content"]
 
 
 def test_chat_completion_stream(api: ThreadServer, users: dict[str, str]) -> None:

@@ -94,3 +94,24 @@ def test_ocr_to_translation_to_speech_speaks_the_translation(client, fake_llm) -
     closeness = {name: SequenceMatcher(None, spoken, " ".join(words(text))).ratio()
                  for name, text in (("spanish", spanish), ("english", english))}
     assert closeness["spanish"] > closeness["english"] + 0.1, (spoken, closeness)
+
+
+def test_an_empty_result_flows_on_as_a_result_not_a_failure(client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    from tests.media import png
+
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(png(Image.new("RGB", (320, 200), "white")))  # an image with no text at all
+    uploads = client.uploads_for([blank])
+    plan = parse_plan_json([
+        {"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "blank.png"}},
+        {"id": 1, "task": "summarization", "dep": [0], "args": {"text": "<GENERATED>-0"}},
+        {"id": 2, "task": "text-to-speech", "dep": [1], "args": {"text": "<GENERATED>-1"}},
+    ])
+    view = wait_final(client, client.submit(RequestCreate(text="read and summarise", uploads=uploads, plan=plan)),
+                      timeout_s=180)
+    assert view.status == "succeeded", view.model_dump_json(indent=1)
+    assert (view.tasks["0"].output.text or "").strip() == ""
+    assert view.tasks["1"].output.text == "" and view.tasks["2"].output.text == ""
+    assert view.tasks["2"].output.artifacts == []  # nothing was spoken: no silent file pretends otherwise

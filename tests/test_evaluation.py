@@ -232,3 +232,47 @@ def test_eval_plans_prints_a_table_and_totals(hgq_env, fake_llm, two_requests: P
 def test_eval_plans_rejects_unknown_task_types(hgq_env, two_requests: Path) -> None:  # type: ignore[no-untyped-def]
     result = CliRunner().invoke(_cli(), ["eval", "plans", str(two_requests), "--available", "asr"])
     assert result.exit_code == 2 and "unknown task types: asr" in result.output
+
+
+def test_a_record_that_cannot_be_scored_is_skipped_and_counted(tmp_path: Path) -> None:
+    from planner_service.eval_cases import read_cases
+
+    path = tmp_path / "gt.jsonl"
+    bad_ref = {**CHAIN, "id": "self", "task_nodes": [{"task": "Summarization", "arguments": ["<node-0>"]}]}
+    past_end = {**CHAIN, "id": "far", "task_nodes": [{"task": "Summarization", "arguments": ["<node-5>"]}]}
+    path.write_text("\n".join([json.dumps(CHAIN), json.dumps(bad_ref), "{not json", json.dumps(past_end),
+                               json.dumps({**DAG, "id": "ok2"})]) + "\n")
+    read = read_cases(path)
+    assert [c.id for c in read.cases] == [CHAIN["id"], "ok2"]
+    assert len(read.skipped) == 3 and read.skipped[0].startswith("line 2:") and "missing node" in read.skipped[0]
+    assert load_cases(path) == read.cases
+
+
+def test_outcomes_are_named_and_an_invalid_plan_scores_zero_in_the_macro_average() -> None:
+    from planner_service.eval_runner import totals_text, worst_text
+    from planner_service.eval_scoring import failure_kind, summarize
+
+    single = parse_case({"id": "one", "type": "single", "user_request": "Read doc.png",
+                         "task_nodes": [{"task": "Image-to-Text", "arguments": ["doc.png"]}], "task_links": []})
+    invalid = evaluate_case(_planner(PlanError(["task 0 (image-to-text): arg 'image' references its own output"])),
+                            single, set(DEFAULT_AVAILABLE))
+    right = evaluate_case(_planner([{"id": 0, "task": OCR, "dep": [-1], "args": {"image": "doc.png"}}]), single,
+                          set(DEFAULT_AVAILABLE))
+    extra = evaluate_case(_planner([{"id": 0, "task": OCR, "dep": [-1], "args": {"image": "doc.png"}},
+                                    {"id": 1, "task": "summarization", "dep": [0], "args": {"text": "<GENERATED>-0"}}]),
+                          single, set(DEFAULT_AVAILABLE))
+    assert [failure_kind(r) for r in (invalid, right, extra)] == ["invalid: self-reference", "right", "tasks extra"]
+    assert invalid.link.f1 == 1.0  # nothing to find, nothing found: the micro sum is unaffected...
+    s = summarize([invalid, right])
+    assert s.link_f1_macro == 0.5 and s.node_f1_macro == 0.5  # ...but the macro average no longer rewards it
+    assert s.by_failure == {"invalid: self-reference": 1, "right": 1}
+    assert "by outcome: invalid: self-reference 1, right 1" in totals_text(s)
+    report = worst_text([right, extra, invalid])
+    assert report.index("- one [invalid") < report.index("- one [tasks extra]") and "+summarization" in report
+
+
+def test_loose_and_unmapped_tools_are_listed() -> None:
+    from planner_service.eval_cases import tool_mapping
+
+    unmapped, loose = tool_mapping(["Tabular Classification", "Text-to-Video", "Summarization", "Audio Transcription"])
+    assert unmapped == ["Audio Transcription", "Text-to-Video"] and loose == ["Tabular Classification"]

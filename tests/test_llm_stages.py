@@ -223,3 +223,29 @@ def test_answer_is_streamed_as_events_while_it_is_generated(client, fake_llm) ->
     assert [e.type for e in events].index("done") > max(i for i, e in enumerate(events) if e.type == "answer")
     assert view.usage["respond"].completion_tokens == 8  # usage from the stream's last chunk
     assert fake_llm.calls("respond")[0]["stream"] is True
+
+
+def test_the_answer_is_grounded_in_facts_and_says_what_hgq_is(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.script("plan", GOOD_PLAN)
+    _ask(client)
+    messages = fake_llm.calls("respond")[0]["messages"]
+    system = messages[0]["content"]
+    assert "You are hgq" in system and "not made by OpenAI" in system
+    assert "only the facts" in system and "Do not describe the workflow" in system
+    results = json.loads(messages[-1]["content"].split("Results: ", 1)[1])
+    assert results[1]["input"] == {"text": "a(hello)"}  # what task 1 was given: a speech task's spoken text
+
+
+def test_a_request_nothing_here_serves_is_told_what_is_missing_without_an_llm_apology(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.script("plan", {"tasks": []})
+    view = _ask(client, "Please draw me a picture of a cat wearing a hat")
+    assert view.status == "succeeded"
+    assert "no running worker serves text-to-image" in view.response and "HF_TOKEN" in view.response
+    assert "HGQ_MODELS_FILE" in view.response and "sorry" not in view.response.lower()
+    assert fake_llm.calls("respond") == []  # nothing ran: no LLM call to write an apology
+
+
+def test_who_are_you_is_answered_as_hgq(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.script("plan", {"tasks": []})
+    _ask(client, "who made you?")
+    assert fake_llm.calls("respond")[0]["messages"][0]["content"].startswith("You are hgq")

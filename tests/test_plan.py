@@ -86,12 +86,12 @@ def test_duplicate_ids_and_malformed_json() -> None:
 def test_planner_demonstrations_are_valid_plans_and_include_a_two_input_join() -> None:
     import re
 
-    from planner_service.planning import _DEMOS
+    from planner_service.plan_demos import DEMOS
     from shared.catalog import TASK_TYPES
 
     offered = {name for name, spec in TASK_TYPES.items() if not spec.diagnostic}
     joins = 0
-    for request, tasks in _DEMOS:
+    for request, tasks in DEMOS:
         files = re.findall(r"(\S+\.\w+) \((image|audio)\)", request)
         uploads = {name: ArtifactRef(id="0" * 64, mime=f"{kind}/x", kind=kind, size=1, name=name)  # type: ignore[arg-type]
                    for name, kind in files}

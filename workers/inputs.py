@@ -34,3 +34,13 @@ def resolve_inputs(node: Node, run: RunStore, artifacts: ArtifactStore) -> dict[
                     raise ExpertError(f"task {binding.task} produced no {kind} for arg '{slot_name}'")
                 values[slot_name] = Media(artifacts.get(ref.id), ref.mime, ref.name)
     return values
+
+
+def empty_upstream_text(node: Node, values: dict[str, InputValue]) -> str | None:
+    """The first text input that an earlier task produced empty (a clip with no speech, an image
+    with no text), if any: such a node has nothing to work on, which is a result, not a failure."""
+    for slot_name, binding in node.inputs.items():
+        value = values.get(slot_name)
+        if isinstance(binding, OutputBinding) and isinstance(value, str) and not value.strip():
+            return slot_name
+    return None

@@ -36,7 +36,7 @@ from shared.run_models import ModelAttempt, NodeInfo
 from shared.run_store import RunStore
 from shared.settings import Settings, get_settings
 from workers.expert import get_expert
-from workers.inputs import resolve_inputs
+from workers.inputs import empty_upstream_text, resolve_inputs
 from workers.model_sources import register_model_sources
 from workers.pools import import_pool
 
@@ -237,6 +237,9 @@ def _run_expert(node: Node, model: str | None, run: RunStore, settings: Settings
         except KeyError as exc:
             raise ModelUnavailable(f"model {model} is not served by this worker") from exc
     inputs = resolve_inputs(node, run, artifact_store(settings))
+    empty = empty_upstream_text(node, inputs)
+    if empty is not None:  # e.g. no speech in the clip: pass the emptiness on instead of failing the run
+        return TaskOutput(text="", data={"note": f"nothing to do: '{empty}' came empty from an earlier task"})
     expert.ensure_loaded()
     result: ExpertResult = expert.run(inputs, node.params)
     store = artifact_store(settings)

@@ -7,22 +7,21 @@ similarities of a text to candidate labels into calibrated-looking label scores.
 
 from __future__ import annotations
 
-import os
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shared.errors import ExpertError
-from shared.model_files import MINILM, model_unavailable_reason, resolve_model_dir
+from shared.minilm import embed, minilm
+from shared.model_files import MINILM, model_unavailable_reason
 from shared.outputs import ExpertResult, Label
 from workers.expert import Expert, InputValue, register
 from workers.text.experts import _missing, _text
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+    pass
 
 MINILM_ID = MINILM.repo_id  # "sentence-transformers/all-MiniLM-L6-v2"
 LOGIT_SCALE = 20.0  # the scale MiniLM's contrastive training used: softmax(20 * cos)
@@ -30,48 +29,6 @@ LABEL_TEMPLATE = "This text is about {}."
 MAX_LABELS = 50
 MAX_PASSAGES = 2000  # sentences of a QA context that are embedded
 TOP_PASSAGES = 3
-TORCH_THREADS = 1
-
-_model: SentenceTransformer | None = None
-_model_lock = threading.Lock()
-
-
-def configure_torch_threads() -> None:
-    """Respect OMP_NUM_THREADS / MKL_NUM_THREADS when set; else one intra-op thread per process.
-
-    Workers run several prefork processes per pool, so parallelism comes from processes. On a
-    busy 2-core host, 2 torch threads per process made MiniLM 5-20x slower (spinning OpenMP
-    threads fighting for cores: 60-560 ms vs 14-33 ms per call with 1 thread).
-    """
-    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
-        return
-    import torch
-
-    torch.set_num_threads(TORCH_THREADS)
-
-
-def minilm() -> SentenceTransformer:
-    """The process-wide MiniLM (loaded once, shared by every expert of this module and doc QA)."""
-    global _model
-    if _model is None:
-        with _model_lock:
-            if _model is None:
-                configure_torch_threads()
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as hf_logging
-
-                hf_logging.disable_progress_bar()
-                _model = SentenceTransformer(str(resolve_model_dir(MINILM)), device="cpu", local_files_only=True)
-    return _model
-
-
-def embed(texts: Sequence[str]) -> np.ndarray:
-    """Unit-length embeddings, one row per text."""
-    vectors = minilm().encode(list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
-                              show_progress_bar=False)
-    return np.asarray(vectors, dtype=np.float32)
-
-
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max())
     return shifted / shifted.sum()

@@ -1,0 +1,71 @@
+"""Which demonstrations the planner shows for a request: the bank's closest ones.
+
+Closeness is MiniLM cosine similarity (`shared.minilm`, loaded once per process) when the model
+is installed, else word overlap. Only demonstrations whose every task type is offered qualify;
+the most similar comes last, next to the request. The choice is deterministic for a request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Sequence
+
+from planner_service.plan_demos import DEMOS, Demo
+
+log = logging.getLogger(__name__)
+DEFAULT_K = 4
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = frozenset(["a", "an", "and", "the", "of", "to", "in", "on", "for", "is", "it", "this", "that", "me", "my", "i", "you", "can", "could", "please", "with", "what", "which", "then", "also", "from", "be", "are", "as", "at", "by", "do", "does", "how"])
+
+_lock = threading.Lock()
+_vectors: object = None  # numpy array of the bank's embeddings, or False when MiniLM is unavailable
+
+
+def _request_text(demo: Demo) -> str:
+    return demo[0].split(" [files:")[0]
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def _bank_vectors() -> object:
+    global _vectors
+    if _vectors is None:
+        with _lock:
+            if _vectors is None:
+                try:
+                    from shared.minilm import embed
+
+                    _vectors = embed([_request_text(d) for d in DEMOS])
+                except Exception as exc:  # noqa: BLE001 - no MiniLM here: fall back to word overlap
+                    log.warning("demonstration retrieval uses word overlap (MiniLM unavailable: %s)", exc)
+                    _vectors = False
+    return _vectors
+
+
+def _scores(request: str, bank: Sequence[Demo]) -> list[float]:
+    vectors = _bank_vectors()
+    if vectors is not False:
+        import numpy as np
+
+        from shared.minilm import embed
+
+        query = embed([request])[0]
+        sims = np.asarray(vectors) @ query
+        index = {id(d): i for i, d in enumerate(DEMOS)}
+        return [float(sims[index[id(d)]]) for d in bank]
+    words = _words(request)
+    return [len(words & _words(_request_text(d))) / (len(words | _words(_request_text(d))) or 1) for d in bank]
+
+
+def pick_demos(request: str, available: set[str], k: int = DEFAULT_K) -> list[Demo]:
+    """The k demonstrations closest to `request` among those the offered task types can run."""
+    bank = [d for d in DEMOS if all(t["task"] in available for t in d[1])]
+    if len(bank) <= k:
+        return bank
+    scores = _scores(request, bank)
+    ranked = sorted(range(len(bank)), key=lambda i: (-scores[i], i))[:k]
+    return [bank[i] for i in reversed(ranked)]

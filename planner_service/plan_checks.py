@@ -1,0 +1,140 @@
+"""Deterministic work on an LLM's plan, before and after validation.
+
+`normalise` fixes what needs no judgement, so that a small LLM's slips cost no repair round:
+dependencies follow the data (a task depends on exactly the tasks whose output its args
+reference), a `dep` on a missing task or on itself is dropped, an arg under a wrong name fills
+the task's one empty input slot of its kind, and an input that references its own output (or a
+value of the wrong kind) is pointed at the latest earlier task producing that kind, else at the
+one attached file of that kind, else (text) at the passage the request quotes. A missing media
+input takes the one attached file of its kind. `request_problems` names what a valid plan still
+misses for this request (an attached file no task reads; a task type the request asks for by
+name), each as a repair message for the LLM's one repair round.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from shared.catalog import TASK_TYPES
+from shared.outputs import ArtifactRef
+from shared.plan import GENERATED, PlanTask, ValidatedPlan, find_upload
+
+# Words that name a task type outright (high precision: a miss costs a repair round, not a wrong plan).
+CUES: list[tuple[str, re.Pattern[str], str]] = [
+    ("automatic-speech-recognition", re.compile(r"\btranscri(?:be|ption|pt)"), "to transcribe"),
+    ("translation", re.compile(r"\btranslat(?:e|ion|ing)\b"), "to translate"),
+    ("summarization", re.compile(r"\bsummar(?:y|ies|ise|ize|ised|ized|ising|izing)\b"), "for a summary"),
+    ("text-to-speech", re.compile(r"\b(?:read (?:it |this |that |them |the \w+ )?(?:aloud|out loud|out)|aloud|"
+                                  r"text[- ]to[- ]speech|narrat(?:e|ion)|spoken version|voice ?over)\b"), "for speech"),
+    ("token-classification", re.compile(r"\bnamed entit|\bentities\b"), "for named entities"),
+    ("sentence-similarity", re.compile(r"\bsimilarity\b|\bhow similar\b"), "for a similarity"),
+    ("image-segmentation", re.compile(r"\bsegment(?:ation|ing|s)?\b"), "to segment"),
+    ("language-detection", re.compile(r"\b(?:which|what) language\b|\bdetect the language\b"), "which language a text is in"),
+    ("object-detection", re.compile(r"\b(?:detect|locate|find) (?:the |all |any )?objects\b|\bbounding box"),
+     "to detect objects"),
+]
+
+
+def _ref(value: object) -> int | None:
+    m = GENERATED.match(value) if isinstance(value, str) else None
+    return int(m.group(1)) if m else None
+
+
+_QUOTED = re.compile(r"'([^']{3,})'|\"([^\"]{3,})\"|“([^”]{3,})”")
+
+
+def _quoted(request: str) -> str | None:
+    """The longest quoted passage of the request (the text it asks to work on), if any."""
+    found = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(request)]
+    found = [q for q in found if not re.fullmatch(r"[\w\-./]+\.\w{2,4}", q)]  # not a file name
+    return max(found, key=len) if found else None
+
+
+def _kind_of(value: object, by_id: Mapping[int, PlanTask], uploads: Mapping[str, ArtifactRef]) -> set[str]:
+    """The kinds a value can feed: an upload's kind, a referenced task's outputs, or text."""
+    ref = _ref(value)
+    if ref is not None:
+        producer = by_id.get(ref)
+        spec = TASK_TYPES.get(producer.task) if producer else None
+        return set(spec.produces) if spec else set()
+    upload = find_upload(str(value), uploads)
+    return {upload.kind} if upload is not None else {"text"}
+
+
+def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request: str = "") -> list[PlanTask]:
+    """The plan with its no-judgement slips fixed (a new list; the input is not changed)."""
+    by_id = {t.id: t for t in tasks}
+    by_kind: dict[str, list[str]] = {}
+    for name, ref in uploads.items():
+        if "/" not in name:
+            by_kind.setdefault(ref.kind, []).append(name)
+    out: list[PlanTask] = []
+    for t in tasks:
+        spec = TASK_TYPES.get(t.task)
+        if spec is None:
+            out.append(t)
+            continue
+        args = dict(t.args)
+        # an arg under a name the task does not have fills its empty input slot of the value's kind
+        for name in [n for n in args if n not in spec.inputs and n not in spec.params]:
+            kinds = _kind_of(args[name], by_id, uploads)
+            empty = [n for n, s in spec.inputs.items() if n not in args and s.kind in kinds]
+            if len(empty) == 1:
+                args[empty[0]] = args.pop(name)
+        for name, slot in spec.inputs.items():
+            value = args.get(name)
+            if value is None:
+                # a missing media input when the request attached exactly one file of that kind
+                if slot.required and slot.kind != "text" and len(by_kind.get(slot.kind, [])) == 1:
+                    args[name] = by_kind[slot.kind][0]
+                continue
+            if slot.kind in _kind_of(value, by_id, uploads) and _ref(value) != t.id:
+                continue
+            # its own output, or a value of the wrong kind: the latest earlier producer of that kind,
+            # else the one attached file of that kind, else (text) the passage the request quotes
+            earlier = [o.id for o in tasks if o.id < t.id and o.task in TASK_TYPES
+                       and slot.kind in TASK_TYPES[o.task].produces]
+            if _ref(value) is None and slot.kind == "text":
+                continue  # literal text is text
+            if earlier:
+                args[name] = f"<GENERATED>-{earlier[-1]}"
+            elif len(by_kind.get(slot.kind, [])) == 1:
+                args[name] = by_kind[slot.kind][0]
+            elif slot.kind == "text" and (quoted := _quoted(request)):
+                args[name] = quoted
+        refs = {r for v in args.values() if (r := _ref(v)) is not None and r in by_id and r != t.id}
+        # a dep without a reference carries no data: the task need not wait, and it is no link
+        out.append(t.model_copy(update={"args": args, "dep": sorted(refs) or [-1]}))
+    return out
+
+
+def request_problems(text: str, plan: ValidatedPlan, uploads: Mapping[str, ArtifactRef],
+                     available: set[str]) -> list[str]:
+    """What the valid plan still misses for this request, as precise repair messages."""
+    problems: list[str] = []
+    used: set[str] = set()
+    for node in plan.nodes:
+        for binding in node.inputs.values():
+            if binding.type == "upload":
+                used.add(binding.ref.id)
+    for name, ref in uploads.items():
+        if "/" in name:  # a file of an earlier turn: only when the user refers to it
+            continue
+        if ref.id not in used:
+            readers = sorted(n for n in available if any(s.kind == ref.kind for s in TASK_TYPES[n].inputs.values()))
+            hint = f" (tasks that take an {ref.kind}: {', '.join(readers)})" if readers else ""
+            problems.append(f"the attached file {name} is not used by any task: give it to the task that should "
+                            f"read it{hint}")
+    lowered = text.lower()
+    planned = {n.task for n in plan.nodes}
+    for task, cue, word in CUES:
+        if task in available and task not in planned and cue.search(lowered):
+            if task == "automatic-speech-recognition" and not any(r.kind == "audio" for r in uploads.values()):
+                continue
+            if task == "language-detection" and "audio-classification" in planned:  # it names the spoken language
+                continue
+            problems.append(f"the request asks {word} but the plan has no {task} task: add it, fed with the "
+                            f"right input")
+    return problems
+

@@ -1,0 +1,190 @@
+"""The planner's deterministic help: plan slips fixed without the LLM, repair messages for what a
+valid plan misses, and demonstrations retrieved per request from a bank kept apart from every
+evaluation set."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from planner_service.demo_retrieval import pick_demos
+from planner_service.eval_cases import DEFAULT_FILE
+from planner_service.plan_checks import normalise, request_problems
+from planner_service.plan_demos import DEMOS
+from planner_service.planning import plan_request
+from shared.catalog import TASK_TYPES
+from shared.errors import PlanError
+from shared.outputs import ArtifactRef
+from shared.plan import parse_plan_json, validate_plan
+
+OFFERED = {name for name, spec in TASK_TYPES.items() if not spec.diagnostic}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _upload(name: str, kind: str = "image") -> dict[str, ArtifactRef]:
+    return {name: ArtifactRef(id=name.encode().hex().ljust(64, "0")[:64], mime=f"{kind}/x", kind=kind,  # type: ignore[arg-type]
+                              size=1, name=name)}
+
+
+def _tasks(raw: list[dict[str, object]]):  # type: ignore[no-untyped-def]
+    return parse_plan_json(raw)
+
+
+def test_deps_follow_the_references_only() -> None:
+    fixed = normalise(_tasks([
+        {"id": 0, "task": "image-to-text", "dep": [-1, 7], "args": {"image": "a.png"}},
+        {"id": 1, "task": "summarization", "dep": [0, 1], "args": {"text": "<GENERATED>-0"}},
+        {"id": 2, "task": "text-to-speech", "dep": [1], "args": {"text": "read this literally"}},
+    ]), _upload("a.png"))
+    assert [t.dep for t in fixed] == [[-1], [0], [-1]]  # missing 7 and self 1 dropped; 2 carries no data from 1
+    validate_plan(fixed, _upload("a.png"), OFFERED)
+
+
+def test_a_self_reference_points_at_the_latest_earlier_producer() -> None:
+    fixed = normalise(_tasks([
+        {"id": 0, "task": "automatic-speech-recognition", "dep": [-1], "args": {"audio": "m.wav"}},
+        {"id": 1, "task": "summarization", "dep": [1], "args": {"text": "<GENERATED>-1"}},
+    ]), _upload("m.wav", "audio"))
+    assert fixed[1].args == {"text": "<GENERATED>-0"} and fixed[1].dep == [0]
+
+
+def test_a_self_reference_with_nothing_earlier_is_left_for_the_repair_round() -> None:
+    fixed = normalise(_tasks([{"id": 0, "task": "summarization", "dep": [-1], "args": {"text": "<GENERATED>-0"}}]), {})
+    with pytest.raises(PlanError, match="references its own output"):
+        validate_plan(fixed, {}, OFFERED)
+
+
+def test_a_self_reference_without_a_producer_takes_the_attached_file_or_the_quoted_text() -> None:
+    uploads = _upload("example.jpg")
+    fixed = normalise(_tasks([
+        {"id": 0, "task": "image-to-text", "args": {"image": "<GENERATED>-0"}},
+        {"id": 1, "task": "object-detection", "args": {"image": "<GENERATED>-0"}},  # OCR makes text, not an image
+    ]), uploads)
+    assert fixed[0].args == {"image": "example.jpg"} and fixed[1].args == {"image": "example.jpg"}
+    quoted = normalise(_tasks([{"id": 0, "task": "translation", "args": {"text": "<GENERATED>-0"}}]), {},
+                       "Could you translate 'Hello, how are you?' from English to French?")
+    assert quoted[0].args == {"text": "Hello, how are you?"}
+
+
+def test_a_question_under_the_wrong_name_and_a_missing_image_are_put_in_place() -> None:
+    fixed = normalise(_tasks([{"id": 0, "task": "document-question-answering",
+                               "args": {"question": "What is the total?"}}]), _upload("bill.png"))
+    assert fixed[0].args == {"text": "What is the total?", "image": "bill.png"}
+    two = {**_upload("a.png"), **_upload("b.png")}  # which of two images is meant is not guessed
+    assert normalise(_tasks([{"id": 0, "task": "image-to-text", "args": {}}]), two)[0].args == {}
+
+
+def test_a_misnamed_arg_fills_the_one_empty_slot() -> None:
+    fixed = normalise(_tasks([{"id": 0, "task": "image-classification", "args": {"img": "cat.jpg"}}]),
+                      _upload("cat.jpg"))
+    assert fixed[0].args == {"image": "cat.jpg"}
+    # two empty slots: which one is meant is a judgement, left to validation and the repair round
+    two = normalise(_tasks([{"id": 0, "task": "question-answering", "args": {"context": "x"}}]), {})
+    assert two[0].args == {"context": "x"}
+
+
+def test_request_problems_name_an_unused_file_and_a_task_asked_for_by_name() -> None:
+    uploads = {**_upload("a.png"), **_upload("b.png")}
+    plan = validate_plan(_tasks([{"id": 0, "task": "image-to-text", "args": {"image": "a.png"}}]), uploads, OFFERED)
+    problems = request_problems("Read a.png and b.png and translate both into French.", plan, uploads, OFFERED)
+    assert any("b.png is not used" in p for p in problems)
+    assert any("no translation task" in p for p in problems)
+    assert not any("a.png" in p for p in problems)
+    complete = validate_plan(_tasks([
+        {"id": 0, "task": "image-to-text", "args": {"image": "a.png"}},
+        {"id": 1, "task": "image-to-text", "args": {"image": "b.png"}},
+        {"id": 2, "task": "translation", "args": {"text": "<GENERATED>-0", "target": "French"}},
+    ]), uploads, OFFERED)
+    assert request_problems("Read a.png and b.png and translate the first into French.", complete, uploads,
+                            OFFERED) == []
+
+
+def test_a_cue_for_a_task_type_nobody_serves_is_not_asked_for() -> None:
+    plan = validate_plan(_tasks([{"id": 0, "task": "image-to-text", "args": {"image": "a.png"}}]), _upload("a.png"),
+                         OFFERED)
+    assert request_problems("Read a.png and translate it", plan, _upload("a.png"), OFFERED - {"translation"}) == []
+
+
+class _ScriptedLLM:
+    def __init__(self, *replies: object) -> None:
+        self.replies = list(replies)
+        self.calls: list[list[dict[str, str]]] = []
+
+    def chat_json(self, stage: str, messages: list[dict[str, str]], schema: object) -> object:
+        self.calls.append([dict(m) for m in messages])
+        return self.replies.pop(0)
+
+
+def test_a_plan_missing_a_file_gets_one_repair_round_with_the_reason() -> None:
+    uploads = {**_upload("a.png"), **_upload("b.png")}
+    first = {"tasks": [{"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "a.png"}}]}
+    second = {"tasks": [{"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "a.png"}},
+                        {"id": 1, "task": "image-to-text", "dep": [-1], "args": {"image": "b.png"}}]}
+    llm = _ScriptedLLM(first, second)
+    plan = plan_request(llm, "What do a.png and b.png say?", uploads, OFFERED)  # type: ignore[arg-type]
+    assert [n.task for n in plan.nodes] == ["image-to-text", "image-to-text"]
+    assert "b.png is not used" in llm.calls[1][-1]["content"]
+
+
+def test_when_only_the_repair_round_fails_the_first_valid_plan_stands() -> None:
+    uploads = {**_upload("a.png"), **_upload("b.png")}
+    first = {"tasks": [{"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "a.png"}}]}
+    llm = _ScriptedLLM(first, {"tasks": [{"id": 0, "task": "no-such-task", "dep": [-1], "args": {}}]})
+    plan = plan_request(llm, "What do a.png and b.png say?", uploads, OFFERED)  # type: ignore[arg-type]
+    assert [n.task for n in plan.nodes] == ["image-to-text"] and len(llm.calls) == 2
+
+
+def test_every_demonstration_is_a_valid_plan_and_every_served_type_is_shown() -> None:
+    shown: set[str] = set()
+    for request, tasks in DEMOS:
+        files = re.findall(r"(\S+\.\w+) \((image|audio)\)", request)
+        uploads = {name: ArtifactRef(id=str(i).rjust(64, "0"), mime=f"{kind}/x", kind=kind, size=1, name=name)  # type: ignore[arg-type]
+                   for i, (name, kind) in enumerate(files)}
+        plan = validate_plan(parse_plan_json(tasks), uploads, OFFERED)
+        assert request_problems(request, plan, uploads, OFFERED) == [], request  # demos practise what checks ask
+        shown |= {n.task for n in plan.nodes}
+    served_offline = {"audio-classification", "automatic-speech-recognition", "conversational",
+                      "document-question-answering", "image-classification", "image-segmentation", "image-to-image",
+                      "image-to-text", "language-detection", "object-detection", "question-answering",
+                      "sentence-similarity", "summarization", "text-classification", "text-generation",
+                      "text-to-speech", "text2text-generation", "token-classification", "translation"}
+    assert served_offline <= shown
+
+
+def _eval_requests() -> list[str]:
+    files = [DEFAULT_FILE, *sorted((ROOT / "planner_service" / "data").glob("eval_*.jsonl"))]
+    out = []
+    for path in dict.fromkeys(files):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.startswith("#"):
+                obj = json.loads(line)
+                out.append(str(obj.get("user_request") or obj.get("request")))
+    return out
+
+
+def _trigrams(text: str) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return {tuple(words[i:i + 3]) for i in range(len(words) - 2)}
+
+
+def test_no_demonstration_is_in_an_evaluation_set() -> None:
+    evals = _eval_requests()
+    assert len(evals) >= 40
+    for request, _ in DEMOS:
+        demo = _trigrams(request.split(" [files:")[0])
+        for other in evals:
+            shared = demo & _trigrams(other)
+            assert len(shared) <= max(2, len(demo) // 3), (request, other)
+
+
+def test_retrieval_shows_the_closest_demonstrations_that_can_run() -> None:
+    picked = pick_demos("Please transcribe interview.wav for me and read a summary of it aloud.", OFFERED)
+    assert len(picked) == 4
+    assert any(t["task"] == "automatic-speech-recognition" for _, tasks in picked[-2:] for t in tasks)
+    no_audio = pick_demos("Please transcribe interview.wav", OFFERED - {"automatic-speech-recognition"})
+    assert all(t["task"] != "automatic-speech-recognition" for _, tasks in no_audio for t in tasks)
+    assert pick_demos("Translate 'good morning' into Italian", OFFERED) == pick_demos(
+        "Translate 'good morning' into Italian", OFFERED)
