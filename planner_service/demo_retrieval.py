@@ -17,7 +17,11 @@ from planner_service.plan_demos import DEMOS, Demo
 log = logging.getLogger(__name__)
 DEFAULT_K = 4
 _WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset(["a", "an", "and", "the", "of", "to", "in", "on", "for", "is", "it", "this", "that", "me", "my", "i", "you", "can", "could", "please", "with", "what", "which", "then", "also", "from", "be", "are", "as", "at", "by", "do", "does", "how"])
+_STOP = frozenset({
+    "a", "an", "and", "the", "of", "to", "in", "on", "for", "is", "it", "this", "that", "me", "my", "i", "you",
+    "can", "could", "please", "with", "what", "which", "then", "also", "from", "be", "are", "as", "at", "by", "do",
+    "does", "how",
+})
 
 _lock = threading.Lock()
 _vectors: object = None  # numpy array of the bank's embeddings, or False when MiniLM is unavailable
@@ -46,26 +50,33 @@ def _bank_vectors() -> object:
     return _vectors
 
 
-def _scores(request: str, bank: Sequence[Demo]) -> list[float]:
+def warm() -> None:
+    """Load MiniLM and embed the bank now (the LLM worker calls this at start, off the first plan)."""
+    _bank_vectors()
+
+
+def _scores(request: str, indices: Sequence[int]) -> list[float]:
+    """Similarity of the request to each demonstration DEMOS[i] of `indices`."""
     vectors = _bank_vectors()
     if vectors is not False:
         import numpy as np
 
         from shared.minilm import embed
 
-        query = embed([request])[0]
-        sims = np.asarray(vectors) @ query
-        index = {id(d): i for i, d in enumerate(DEMOS)}
-        return [float(sims[index[id(d)]]) for d in bank]
+        sims = np.asarray(vectors) @ embed([request])[0]
+        return [float(sims[i]) for i in indices]
     words = _words(request)
-    return [len(words & _words(_request_text(d))) / (len(words | _words(_request_text(d))) or 1) for d in bank]
+    scores = []
+    for i in indices:
+        other = _words(_request_text(DEMOS[i]))
+        scores.append(len(words & other) / (len(words | other) or 1))
+    return scores
 
 
 def pick_demos(request: str, available: set[str], k: int = DEFAULT_K) -> list[Demo]:
     """The k demonstrations closest to `request` among those the offered task types can run."""
-    bank = [d for d in DEMOS if all(t["task"] in available for t in d[1])]
-    if len(bank) <= k:
-        return bank
-    scores = _scores(request, bank)
-    ranked = sorted(range(len(bank)), key=lambda i: (-scores[i], i))[:k]
-    return [bank[i] for i in reversed(ranked)]
+    runnable = [i for i, d in enumerate(DEMOS) if all(t["task"] in available for t in d[1])]
+    if len(runnable) > k:
+        scores = dict(zip(runnable, _scores(request, runnable), strict=True))
+        runnable = sorted(sorted(runnable, key=lambda i: (-scores[i], i))[:k], key=lambda i: scores[i])
+    return [DEMOS[i] for i in runnable]

@@ -240,8 +240,9 @@ def load_cases(path: Path | str, limit: int | None = None) -> list[EvalCase]:
 
 def tool_mapping(case_tools: Iterable[str]) -> tuple[list[str], list[str]]:
     """Of ground-truth tool names: those that map to no hgq task type, and those mapped loosely."""
-    unmapped = sorted({t for t in case_tools if hgq_task(t) not in TASK_TYPES})
-    loose = sorted({t for t in case_tools if _norm(t) in LOOSE})
+    tools = set(case_tools)  # read once: callers pass generators
+    unmapped = sorted(t for t in tools if hgq_task(t) not in TASK_TYPES)
+    loose = sorted(t for t in tools if _norm(t) in LOOSE)
     return unmapped, loose
 
 

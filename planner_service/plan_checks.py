@@ -93,10 +93,10 @@ def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request
                 continue
             # its own output, or a value of the wrong kind: the latest earlier producer of that kind,
             # else the one attached file of that kind, else (text) the passage the request quotes
-            earlier = [o.id for o in tasks if o.id < t.id and o.task in TASK_TYPES
-                       and slot.kind in TASK_TYPES[o.task].produces]
             if _ref(value) is None and slot.kind == "text":
                 continue  # literal text is text
+            earlier = [o.id for o in tasks if o.id < t.id and o.task in TASK_TYPES
+                       and slot.kind in TASK_TYPES[o.task].produces]
             if earlier:
                 args[name] = f"<GENERATED>-{earlier[-1]}"
             elif len(by_kind.get(slot.kind, [])) == 1:
