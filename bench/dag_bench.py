@@ -95,6 +95,7 @@ def main() -> int:
         with Stack(settings, say=lambda m: None, log_dir=home / "logs") as stack:
             stack.start_workers(concurrency=6)
             _latency_bench(client, rng, args.node_seconds, parse_plan_json, RequestCreate)
+            _planned_bench(client, llm, rng, args.node_seconds, RequestCreate)
         with Stack(settings, say=lambda m: None, log_dir=home / "logs2") as stack:
             stack.start_workers(("text", "llm"), concurrency=args.throughput_processes)
             _throughput_bench(client, args.requests, args.throughput_processes, parse_plan_json, RequestCreate)
@@ -132,6 +133,39 @@ def _latency_bench(client, rng, seconds: float, parse_plan_json, RequestCreate) 
         print(f"{name:<12}{len(deps):>6}{cp:>9.2f}s{makespan:>9.3f}s{ratio:>7.3f}{overhead_ms:>12.1f} ms{e2e:>11.3f}s")
     print(f"{'median':<12}{'':>6}{'':>10}{'':>10}{statistics.median(ratios):>7.3f}"
           f"{statistics.median(overheads):>12.1f} ms")
+
+
+def _planned_bench(client, llm: FakeLLM, rng, seconds: float, RequestCreate) -> None:  # type: ignore[no-untyped-def]
+    """The whole request with an LLM of real latency (0.4 s + 0.01 s per output token, for the plan
+    and the answer): end-to-end against the serial lower bound plan + selection + critical path +
+    answer. Only a plan that streams (its first tasks start before its last token) goes under 1."""
+    import json
+
+    llm.latency["plan"] = llm.latency["respond"] = (0.4, 0.01)
+    print(f"\nWhole requests with a latency LLM (0.4 s + 0.01 s/token), {seconds * 1000:.0f} ms nodes")
+    print(f"{'dag':<12}{'nodes':>6}{'plan':>8}{'answer':>8}{'lower':>8}{'end-to-end':>12}{'ratio':>7}")
+    ratios: dict[str, list[float]] = {}
+    try:
+        llm.script("plan", json.dumps({"tasks": plan_for({0: []}, 0.0)}))  # warm-up: the planner's first call
+        _wait(client, client.submit(RequestCreate(text="warm up the planner")))
+        for name, deps in shapes(rng):
+            kind = name.split("-")[0] + ("-" + name.split("-")[1] if name.startswith("fan") else "")
+            if kind not in ("chain", "fan-out", "diamond"):
+                continue
+            llm.script("plan", json.dumps({"tasks": plan_for(deps, seconds)}))
+            view = _wait(client, client.submit(RequestCreate(text=f"please run the {name} diagnostic")))
+            assert view.status == "succeeded", view.error
+            plan_s = 0.4 + 0.01 * view.usage["plan"].completion_tokens
+            answer_s = 0.4 + 0.01 * view.usage["respond"].completion_tokens
+            lower = plan_s + critical_path(deps, seconds)[0] + answer_s  # no selection call: one candidate each
+            e2e = (view.finished_at or 0) - (view.created_at or 0)
+            ratios.setdefault(kind, []).append(e2e / lower)
+            print(f"{name:<12}{len(deps):>6}{plan_s:>7.2f}s{answer_s:>7.2f}s{lower:>7.2f}s{e2e:>11.3f}s{e2e / lower:>7.3f}")
+    finally:
+        llm.latency.clear()
+    for kind, values in ratios.items():
+        print(f"median end-to-end / lower bound, {kind}: {statistics.median(values):.3f}")
+    print(f"median over all: {statistics.median([r for v in ratios.values() for r in v]):.3f}")
 
 
 def _throughput_bench(client, n: int, procs: int, parse_plan_json, RequestCreate) -> None:  # type: ignore[no-untyped-def]

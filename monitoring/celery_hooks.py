@@ -33,6 +33,7 @@ from typing import Any
 
 from celery import signals
 
+from shared.errors import StageFailed
 from shared.settings import get_settings
 from shared.task_names import PLAN_TASK, RESPOND_TASK
 
@@ -126,7 +127,8 @@ def _postrun(task_id: str | None = None, task: Any = None, args: Any = None, ret
             t0, queue = started
             M.IN_PROGRESS.labels(queue).dec()
             M.CELERY_RUNTIME.labels(task.name, state or "-").observe(time.perf_counter() - t0)
-        status = retval.get("status") if isinstance(retval, dict) else None
+        status = retval.get("status") if isinstance(retval, dict) else (
+            "failed" if isinstance(retval, StageFailed) else None)
         run_ended = (task.name == RESPOND_TASK and status in FINAL) or \
                     (task.name == PLAN_TASK and status in ("failed", "cancelled"))
         if run_ended and args:
@@ -208,8 +210,14 @@ def record_run(run_id: str) -> None:
     last_end = max(ends) if ends else planned
     if planned is not None and ends:
         M.STAGE_LATENCY.labels("execute").observe(max(0.0, max(ends) - planned))
+    llm_failed = meta.get("llm_failed")
+    if llm_failed:
+        M.LLM_ERRORS.labels(llm_failed).inc()
+    if llm_failed == "plan" and created is not None and finished is not None:
+        M.FAILED_STAGE_LATENCY.labels("plan").observe(max(0.0, finished - created))
     if finished is not None and last_end is not None:
-        M.STAGE_LATENCY.labels("respond").observe(max(0.0, finished - last_end))
+        (M.FAILED_STAGE_LATENCY if llm_failed == "respond" else M.STAGE_LATENCY).labels("respond").observe(
+            max(0.0, finished - last_end))
     for raw in outputs_raw.values():
         for ref in TaskOutput.model_validate_json(raw).artifacts:
             M.ARTIFACTS.labels(ref.kind).inc()

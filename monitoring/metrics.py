@@ -78,6 +78,11 @@ HTTP_REQUESTS = Counter("hgq_http_requests", "HTTP requests of the planner API",
                         registry=REGISTRY)
 HTTP_LATENCY = Histogram("hgq_http_request_seconds", "HTTP request latency of the planner API",
                          ["method", "route"], buckets=_WAIT, registry=REGISTRY)
+LLM_ERRORS = Counter("hgq_llm_errors", "Runs whose LLM stage failed (endpoint error, deadline, unusable "
+                     "answer), by stage", ["stage"], registry=REGISTRY)
+FAILED_STAGE_LATENCY = Histogram("hgq_failed_stage_latency_seconds",
+                                 "Wall time of the stage that failed a run (plan: accepted -> failed; respond: "
+                                 "last task done -> failed)", ["stage"], buckets=_LATENCY, registry=REGISTRY)
 MONITORING_ERRORS = Counter("hgq_monitoring_errors", "Failures of hgq's own instrumentation", ["where"],
                             registry=REGISTRY)
 
@@ -86,7 +91,7 @@ class QueueCollector:
     """Read at scrape time from Redis: queue lengths and live workers per pool (the same values
     from every exporter of a deployment: aggregate with max() in queries)."""
 
-    NAMES = ("hgq_queue_length", "hgq_workers", "hgq_worker_processes")
+    NAMES = ("hgq_queue_length", "hgq_workers", "hgq_worker_processes", "hgq_llm_backlog")
 
     def __init__(self, settings: Any = None):
         self.settings = settings
@@ -94,7 +99,8 @@ class QueueCollector:
     def collect(self) -> Any:
         from prometheus_client.core import GaugeMetricFamily
 
-        from monitoring.status import queue_length
+        from shared.dispatch import queue_length
+        from shared.llm_backlog import LLMBacklog
         from shared.redis_conn import text_redis
         from shared.registry import live_workers
         from shared.settings import ALL_QUEUES, get_settings
@@ -104,6 +110,8 @@ class QueueCollector:
                                    labels=["queue"])
         workers = GaugeMetricFamily("hgq_workers", "Live worker processes (main) per pool", labels=["pool"])
         procs = GaugeMetricFamily("hgq_worker_processes", "Execution slots (concurrency) per pool", labels=["pool"])
+        backlog = GaugeMetricFamily("hgq_llm_backlog", "LLM calls not yet answered (calls) and plan/respond "
+                                    "stages waiting for the LLM worker (queued)", labels=["kind"])
         try:
             client = text_redis(settings.redis_url)
             live = live_workers(client, settings.key_prefix)
@@ -112,10 +120,13 @@ class QueueCollector:
                 ws = [w for w in live if w.pool == q]
                 workers.add_metric([q], len(ws))
                 procs.add_metric([q], sum(w.concurrency for w in ws))
+            calls = LLMBacklog(client, settings.key_prefix, settings.llm_slots, settings.llm_timeout_s + 60)
+            backlog.add_metric(["calls"], calls.in_flight())
+            backlog.add_metric(["queued"], queue_length(client, "llm"))
         except Exception:  # noqa: BLE001 - a scrape must not fail because Redis blinked
             MONITORING_ERRORS.labels("queue_collector").inc()
             return []
-        return [length, workers, procs]
+        return [length, workers, procs, backlog]
 
 
 def exported_names() -> set[str]:

@@ -7,15 +7,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.dispatch import queue_length
 from shared.errors import ConfigError
 from shared.keys import run_keys, runs_index_key
+from shared.llm_backlog import LLMBacklog
 from shared.registry import WorkerAnnouncement, live_workers
 from shared.settings import ALL_QUEUES
 
+__all__ = ["collect_status", "format_status", "queue_length", "status_report"]
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
-#: kombu's Redis transport keeps one list per priority step besides the queue's own list.
-_PRIORITY_SEP = "\x06\x16"
-_PRIORITY_STEPS = (3, 6, 9)
 UNACKED_KEY = "unacked"  # kombu: hash of messages delivered to a worker and not yet acknowledged
 
 
@@ -35,14 +35,8 @@ class Status:
     in_flight: list[RunRow] = field(default_factory=list)
     recent: Counter[str] = field(default_factory=Counter)  # final statuses among the scanned runs
     scanned: int = 0
-
-
-def queue_length(client: Any, queue: str) -> int:
-    pipe = client.pipeline(transaction=False)
-    pipe.llen(queue)
-    for step in _PRIORITY_STEPS:
-        pipe.llen(f"{queue}{_PRIORITY_SEP}{step}")
-    return int(sum(pipe.execute()))
+    llm_calls: int = 0  # LLM calls sent and not yet answered
+    llm_slots: int = 0
 
 
 def collect_status(settings: Any, client: Any = None, scan: int = 2000, now: float | None = None) -> Status:
@@ -63,7 +57,9 @@ def collect_status(settings: Any, client: Any = None, scan: int = 2000, now: flo
     pipe = client.pipeline(transaction=False)
     for run_id in ids:
         pipe.hmget(run_keys(settings.key_prefix, run_id).meta, "status", "created_at", "left")
-    status = Status(workers=by_pool, queued=queued, unacked=unacked, scanned=len(ids))
+    backlog = LLMBacklog(client, settings.key_prefix, settings.llm_slots, settings.llm_timeout_s + 60)
+    status = Status(workers=by_pool, queued=queued, unacked=unacked, scanned=len(ids),
+                    llm_calls=backlog.in_flight(), llm_slots=settings.llm_slots)
     for run_id, (st, created, left) in zip(ids, pipe.execute() if ids else [], strict=True):
         if st is None:  # expired
             continue
@@ -89,6 +85,10 @@ def format_status(st: Status, settings: Any, show_runs: int = 10) -> str:
             lines.append(f"{'':<31}  WARNING: {st.queued[pool]} queued and no live worker")
     lines.append("")
     lines.append(f"reserved by workers (unacked): {st.unacked}")
+    waiting = max(0, st.llm_calls - st.llm_slots) if st.llm_slots else None
+    lines.append(f"LLM calls in flight: {st.llm_calls}" + (f" ({waiting} waiting for one of {st.llm_slots} slots)"
+                                                            if waiting is not None else "")
+                 + f"; stages queued for the LLM: {st.queued.get('llm', 0)}")
     by_status = Counter(r.status for r in st.in_flight)
     detail = ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())) or "none"
     lines.append(f"runs in flight: {len(st.in_flight)} ({detail})")

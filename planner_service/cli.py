@@ -34,7 +34,43 @@ def _user_errors() -> Iterator[None]:
         sys.exit(1)
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every command ends with one line naming the fix, not a traceback, when a setting is invalid
+    or Redis cannot be reached."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        import redis
+        from pydantic import ValidationError
+
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            problems = "; ".join(f"{_env_name(e['loc'])}: {e['msg']}" for e in exc.errors())
+            _err(f"error: invalid setting: {problems} (fix the environment variable or .env)")
+            sys.exit(2)
+        except redis.RedisError as exc:
+            url = _redacted_redis_url()
+            _err(f"error: Redis at {url} is not reachable ({exc}): start redis-server, set REDIS_URL, "
+                 "or run `hgq up`, which starts a private one")
+            sys.exit(1)
+
+
+def _env_name(loc: tuple[object, ...]) -> str:
+    from shared.settings import Settings
+
+    name = str(loc[0]) if loc else "?"
+    field = Settings.model_fields.get(name)
+    alias = getattr(field, "validation_alias", None) if field else None
+    return alias if isinstance(alias, str) else f"HGQ_{name.upper()}"
+
+
+def _redacted_redis_url() -> str:
+    import re
+
+    return re.sub(r"//[^@/]*@", "//***@", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+
+@click.group(cls=_Commands)
 @click.version_option(VERSION, prog_name="hgq")
 def main() -> None:
     """hgq: HuggingGPT on Celery and Redis."""
@@ -74,6 +110,7 @@ def ask(request: str, files: tuple[Path, ...], plan_file: Path | None, as_json: 
         _print_view(view, as_json)
         sys.exit(0 if view.status == "succeeded" else 1)
     say = (lambda _m: None) if as_json else _err
+    _sigterm_interrupts()  # a stopped `hgq ask` cancels its run, as Ctrl-C does
     stack = Stack(settings, say=lambda m: say(f"[stack] {m}"), log_dir=settings.home / "logs")
     with _user_errors(), stack:
         try:
@@ -98,6 +135,15 @@ def ask(request: str, files: tuple[Path, ...], plan_file: Path | None, as_json: 
             sys.exit(130)
     _print_view(view, as_json)
     sys.exit(0 if run.status == "succeeded" else 1)
+
+
+def _sigterm_interrupts() -> None:
+    import signal
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _wait(client: object, run_id: str, timeout: float, show: bool) -> RunPublic:

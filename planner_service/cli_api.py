@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +84,7 @@ def _events(http: Any, run_id: str, deadline: float) -> Any:
                     resp.read()
                     _raise_for(resp)
                 eid, data = "", ""
-                for line in resp.iter_lines():
+                for line in sse_lines(resp.iter_bytes()):
                     if line.startswith("id: "):
                         eid = line[4:]
                     elif line.startswith("data: "):
@@ -98,6 +100,19 @@ def _events(http: Any, run_id: str, deadline: float) -> Any:
             if time.monotonic() > deadline:
                 raise HgqError(f"lost the API's event stream: {exc}") from exc
             time.sleep(0.5)
+
+
+def sse_lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    """The lines of an event stream as the SSE spec splits them: at CR, LF or CRLF only (httpx's
+    iter_lines also splits at U+2028, U+2029 and U+0085, which may sit inside a JSON string)."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = re.split(rb"\r\n|\r|\n", buffer)
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if buffer:
+        yield buffer.decode("utf-8", "replace")
 
 
 def ask_via_api(url: str, key: str | None, request: str, files: list[Path], plan: list[Any] | None,

@@ -26,30 +26,36 @@ from shared.run_models import ArtifactPublic, RequestCreate, RunEvent, RunPublic
 from shared.run_store import RunStore
 from shared.settings import Settings
 
+# What the content sniffer (the `filetype` package) reports -> the type hgq stores. Every audio
+# upload is decoded with FFmpeg (PyAV, faster-whisper's decoder), so containers that carry voice
+# notes count as audio: m4a/AAC, webm/opus (browser recordings), ogg/opus, mp3, flac, wav.
+_SNIFFED: dict[str, tuple[str, MediaKind]] = {
+    "image/png": ("image/png", "image"), "image/jpeg": ("image/jpeg", "image"),
+    "image/gif": ("image/gif", "image"), "image/webp": ("image/webp", "image"),
+    "image/bmp": ("image/bmp", "image"), "image/x-ms-bmp": ("image/bmp", "image"),
+    "audio/x-wav": ("audio/wav", "audio"), "audio/wav": ("audio/wav", "audio"),
+    "audio/x-flac": ("audio/flac", "audio"), "audio/flac": ("audio/flac", "audio"),
+    "audio/ogg": ("audio/ogg", "audio"), "audio/opus": ("audio/ogg", "audio"),
+    "audio/mpeg": ("audio/mpeg", "audio"), "audio/mp4": ("audio/mp4", "audio"), "audio/x-m4a": ("audio/mp4", "audio"),
+    "audio/aac": ("audio/aac", "audio"), "audio/webm": ("audio/webm", "audio"),
+    "video/webm": ("audio/webm", "audio"),  # a webm voice note (MediaRecorder) sniffs as video
+}
+
 
 def sniff_media(data: bytes, name: str) -> tuple[str, MediaKind]:
-    """MIME type from the content (magic bytes), not the name."""
-    head = data[:16]
-    if head.startswith(b"\x89PNG"):
-        return "image/png", "image"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg", "image"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif", "image"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp", "image"
-    if head[:2] == b"BM":
-        return "image/bmp", "image"
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "audio/wav", "audio"
-    if head[:4] == b"fLaC":
-        return "audio/flac", "audio"
-    if head[:4] == b"OggS":
-        return "audio/ogg", "audio"
-    if head[:3] == b"ID3" or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+    """MIME type from the content (magic bytes, via `filetype`), not the name."""
+    import filetype
+
+    kind = filetype.guess(data[:8192])
+    if kind is None and (data[:3] == b"ID3" or data[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2")):
         return "audio/mpeg", "audio"
-    guess = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    raise ArtifactError(f"{name}: unsupported file type (looks like {guess}); hgq takes images and audio")
+    if kind is not None and kind.mime in _SNIFFED:
+        return _SNIFFED[kind.mime]
+    if kind is not None and kind.mime == "video/mp4" and name.lower().endswith((".m4a", ".mp4a", ".aac")):
+        return "audio/mp4", "audio"  # an audio-only MPEG-4 file that does not say M4A in its header
+    guess = kind.mime if kind is not None else (mimetypes.guess_type(name)[0] or "application/octet-stream")
+    raise ArtifactError(f"{name}: unsupported file type (looks like {guess}); hgq takes images (png, jpeg, gif, "
+                        "webp, bmp) and audio (wav, flac, mp3, ogg/opus, m4a/aac, webm)")
 
 
 class HgqClient:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from planner_service.demo_retrieval import pick_demos
 from planner_service.plan_checks import normalise, request_problems
@@ -70,7 +70,8 @@ def plan_messages(text: str, uploads: Mapping[str, ArtifactRef], available: set[
 
 
 def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], available: set[str],
-                 history: list[dict[str, str]] | None = None) -> ValidatedPlan:
+                 history: list[dict[str, str]] | None = None,
+                 on_delta: Callable[[str], None] | None = None) -> ValidatedPlan:
     """Ask the LLM for a plan, fix its no-judgement slips (plan_checks.normalise), and send what is
     still wrong (invalid, or missing part of the request) back once; then PlanError, or the first
     valid plan when only the repair round failed."""
@@ -80,7 +81,8 @@ def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], availa
     valid: ValidatedPlan | None = None  # a valid first plan that misses part of the request
     for attempt in range(2):
         try:
-            raw = llm.chat_json("plan", messages, PLAN_SCHEMA)
+            # the first plan streams to on_delta (tasks start early); a repaired one does not
+            raw = llm.chat_json("plan", messages, PLAN_SCHEMA, on_delta=on_delta if attempt == 0 else None)
             reply_text = json.dumps(raw)
             has_tasks = bool(raw.get("tasks") if isinstance(raw, dict) else raw)
             if attempt == 1 and first_had_tasks and not has_tasks:

@@ -1,4 +1,5 @@
-"""Stage 2, model selection: one candidate -> no LLM call; several -> ONE call for the whole plan."""
+"""Stage 2, model selection: ranked without the LLM (popularity + word overlap with the request);
+ONE LLM call for the whole plan only where close candidates really differ for this request."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.errors import LLMError
 from shared.llm_client import LLM
-from shared.model_catalog import catalog_entry, rank
+from shared.model_catalog import catalog_entry, describe, is_local, scores, similarity
 from shared.plan import ValidatedPlan
 from shared.registry import ServedModel
 
@@ -26,31 +27,56 @@ class Choice(BaseModel):
     reason: str = ""
 
 
-def select_models(llm: LLM | None, request: str, plan: ValidatedPlan,
-                  candidates: dict[str, list[ServedModel]], max_fallbacks: int = 2) -> dict[int, str]:
-    """Set node.model on every node, and node.fallbacks (the next candidates in rank order, at most
-    max_fallbacks, tried when the model fails); return task id -> reason for the choice."""
+# Two candidates whose scores (popularity + 2 x word overlap with the request) are this close
+# are a real choice for the LLM, unless the request matches both equally (nothing in it tells
+# them apart): then they are interchangeable for this request and rank decides.
+CLOSE_SCORE = 0.25
+SAME_OVERLAP = 0.01
+
+
+def rank_models(request: str, plan: ValidatedPlan, candidates: dict[str, list[ServedModel]],
+                max_fallbacks: int = 2) -> tuple[dict[int, str], dict[int, list[ServedModel]]]:
+    """Set node.model (the top-ranked fitting candidate) and node.fallbacks on every node, without
+    the LLM. Returns task id -> reason, and the nodes whose close candidates the LLM should
+    choose between (with those candidates, best first)."""
     reasons: dict[int, str] = {}
     contested: dict[int, list[ServedModel]] = {}
-    ranked_ids: dict[int, list[str]] = {}
     for node in plan.nodes:
-        ranked = rank(candidates.get(node.task, []), request)
-        if not ranked:
+        offered = candidates.get(node.task, [])
+        if not offered:
             raise LLMError(f"no live worker serves '{node.task}' (task {node.id})")
         # Only models that understand the task's literal args (style, labels, target ...) compete; when
         # none does, all do, and the chosen model's error names the problem.
-        ranked = [m for m in ranked if m.accepts(node.params)] or ranked
+        fitting = [m for m in offered if m.accepts(node.params)] or offered
+        scored = sorted(scores(fitting, request), key=lambda ms: (-round(ms[1], 9), not is_local(ms[0]),
+                                                                    ms[0].model_id))
+        ranked = [m for m, _ in scored]
         node.model = ranked[0].model_id
-        ranked_ids[node.id] = [m.model_id for m in ranked]
+        node.fallbacks = [m.model_id for m in ranked[1:]][:max_fallbacks]
         if len(ranked) == 1:
-            reasons[node.id] = "only candidate" if len(candidates[node.task]) == 1 else "only candidate for its args"
-        else:
-            contested[node.id] = ranked
-            reasons[node.id] = "top-ranked candidate"
+            reasons[node.id] = "only candidate" if len(offered) == 1 else "only candidate for its args"
+            continue
+        top = scored[0][1]
+        close = [(m, sc) for m, sc in scored if top - sc < CLOSE_SCORE]
+        if len(close) == 1:
+            reasons[node.id] = "top-ranked candidate (clearly ahead for this request)"
+            continue
+        overlaps = [similarity(request, describe(m)) for m, _ in close]
+        if max(overlaps) - min(overlaps) < SAME_OVERLAP:
+            reasons[node.id] = "top-ranked of interchangeable candidates (the request tells them apart in nothing)"
+            continue
+        contested[node.id] = [m for m, _ in close]
+        reasons[node.id] = "top-ranked candidate"
+    return reasons, contested
+
+
+def select_models(llm: LLM | None, request: str, plan: ValidatedPlan,
+                  candidates: dict[str, list[ServedModel]], max_fallbacks: int = 2) -> dict[int, str]:
+    """Rank every node's candidates; ask the LLM (one call for the whole plan) only where close
+    candidates really differ for this request. Returns task id -> reason for the choice."""
+    reasons, contested = rank_models(request, plan, candidates, max_fallbacks)
     if contested and llm is not None:
-        reasons.update(_choose_with_llm(llm, request, plan, contested))
-    for node in plan.nodes:
-        node.fallbacks = [m for m in ranked_ids[node.id] if m != node.model][:max_fallbacks]
+        reasons.update(choose_with_llm(llm, request, plan, contested))
     return reasons
 
 
@@ -62,8 +88,10 @@ def _option(model: ServedModel) -> str:
     return f"{model.model_id} ({model.backend}{popularity}): {description[:200]}"
 
 
-def _choose_with_llm(llm: LLM, request: str, plan: ValidatedPlan,
-                     contested: dict[int, list[ServedModel]]) -> dict[int, str]:
+def choose_with_llm(llm: LLM, request: str, plan: ValidatedPlan,
+                    contested: dict[int, list[ServedModel]]) -> dict[int, str]:
+    """One LLM call choosing among the close candidates of every contested node; sets node.model
+    (and keeps the others as fallbacks). Falls back to the ranking when the call fails."""
     lines = []
     for node_id, models in contested.items():
         node = plan.node(node_id)
@@ -85,7 +113,11 @@ def _choose_with_llm(llm: LLM, request: str, plan: ValidatedPlan,
         if offered is None:
             continue
         if choice.model in {m.model_id for m in offered}:
-            plan.node(choice.id).model = choice.model
+            node = plan.node(choice.id)
+            if choice.model != node.model:  # the ranked top becomes the first fallback; as many as before
+                keep = len(node.fallbacks)
+                node.fallbacks = [m for m in [node.model or "", *node.fallbacks] if m and m != choice.model][:keep]
+            node.model = choice.model
             reasons[choice.id] = choice.reason or "chosen by the LLM"
         else:
             reasons[choice.id] = f"top-ranked (LLM chose '{choice.model}', not a candidate)"

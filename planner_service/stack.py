@@ -99,9 +99,11 @@ class Stack(AbstractContextManager["Stack"]):
             env["OPENAI_BASE_URL"] = base_url
             env["HGQ_LLM_MODEL"] = model
             env["HGQ_LLM_RESPONSE_FORMAT"] = "json_object"  # llama.cpp's form of JSON-schema output
+            env["HGQ_LLM_SLOTS"] = str(local.slots)  # queue positions: calls beyond the slots wait
         self.settings = self.settings.model_copy(update={"openai_base_url": base_url, "llm_model": model,
-                                                         "llm_response_format": "json_object"})
-        self.say(f"llm: local {model} at {base_url}")
+                                                         "llm_response_format": "json_object",
+                                                         "llm_slots": local.slots})
+        self.say(f"llm: local {model} at {base_url} ({local.slots} request(s) at once)")
         return base_url
 
     def start_workers(self, queues: tuple[str, ...] = ALL_QUEUES, concurrency: int | None = None,

@@ -7,14 +7,17 @@ from typing import Any
 
 from celery import Celery
 
+from planner_service.direct_answer import direct_answer
 from planner_service.limits import limits_text, unserved_needs
+from planner_service.plan_stream import EarlyStarts, remap_onto_early
 from planner_service.planning import plan_request
 from planner_service.responding import describe_results, fallback_answer, write_answer
-from planner_service.selection import select_models
+from planner_service.selection import choose_with_llm, rank_models
 from shared.artifacts import artifact_file_name
 from shared.conversation import ConversationStore, Turn
 from shared.dispatch import publish_nodes, publish_respond
-from shared.errors import HgqError, LLMError
+from shared.errors import HgqError, LLMCancelled, LLMError
+from shared.llm_backlog import LLMBacklog
 from shared.llm_client import LLM
 from shared.plan import validate_plan
 from shared.redis_conn import text_redis
@@ -39,13 +42,23 @@ def conversation(conversation_id: str | None) -> ConversationStore | None:
 
 
 def _llm(run: RunStore) -> LLM:
-    return LLM(get_settings(), on_usage=run.add_usage)
+    """The LLM as a run's stages use it: usage counted on the run, the stream closed when the run
+    is cancelled, and the run told how many requests are ahead of it at the endpoint."""
+    s = get_settings()
+    stale_s = max([s.llm_timeout_s, *s.llm_stage_timeouts.values()]) + 60
+    backlog = LLMBacklog(text_redis(s.redis_url), s.key_prefix, s.llm_slots, stale_s)
+
+    def waiting(stage: str, ahead: int) -> None:
+        run.event("waiting", stage=stage, ahead=ahead)
+
+    return LLM(s, on_usage=run.add_usage, should_stop=run.is_cancelled, backlog=backlog, on_wait=waiting)
 
 
 def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
     run = _run(run_id)
     existing = run.plan()
-    if existing is not None:  # redelivered after the DAG was written: re-announce what is queued
+    streamed = existing is not None and run.streaming()  # redelivered mid-stream: plan again, keep what started
+    if existing is not None and not streamed:  # redelivered after the DAG was written: re-announce what is queued
         publish_nodes(app, run_id, existing, run.init_dag(existing, {}))
         return {"status": "replayed"}
     meta = run.meta()
@@ -66,18 +79,35 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
             raise HgqError(f"conversation {request.conversation_id} belongs to another user")
         uploads = {**(conv.files() if conv else {}), **request.uploads}
         llm = _llm(run) if request.plan is None or _needs_llm(request.plan, served) else None
+        early = EarlyStarts(app, run, request.text, uploads, available, served, settings.max_fallbacks,
+                            existing if streamed else None)
         if request.plan is not None:
             plan = validate_plan(request.plan, uploads, available)
         else:
             assert llm is not None
             history = conv.history(settings.conversation_max_tokens) if conv else None
-            plan = plan_request(llm, request.text, uploads, available, history)
-        reasons = select_models(llm, request.text, plan, served, settings.max_fallbacks)
+            plan = plan_request(llm, request.text, uploads, available, history,
+                                on_delta=early.on_delta if settings.stream_plan else None)
+        reasons, contested = rank_models(request.text, plan, served, settings.max_fallbacks)
+    except LLMCancelled:
+        run.finish("cancelled", "The request was cancelled while it was being planned.")
+        return {"status": "cancelled"}
     except HgqError as exc:
-        run.fail_before_plan(str(exc))
+        run.fail_before_plan(str(exc), llm_failed=isinstance(exc, LLMError))
         return {"status": "failed", "error": str(exc)}
-    ready = run.init_dag(plan, reasons)
-    publish_nodes(app, run_id, plan, ready)
+    if early.plan.nodes:  # tasks that started while the plan streamed keep their ids
+        plan, kept, dropped = remap_onto_early(plan, early.plan)
+        reasons, contested = rank_models(request.text, plan, served, settings.max_fallbacks)
+        ready = run.finalize_streamed(plan, reasons, kept, dropped)
+    else:
+        ready = run.init_dag(plan, reasons)
+    # A task whose model is certain starts now; the LLM chooses among close candidates meanwhile
+    # (a dependent task published before that choice is written runs on the top-ranked model).
+    publish_nodes(app, run_id, plan, [n for n in ready if n not in contested])
+    if contested and llm is not None:
+        reasons.update(choose_with_llm(llm, request.text, plan, contested))
+        run.update_selection(plan, reasons)
+    publish_nodes(app, run_id, plan, [n for n in ready if n in contested])
     if not plan.nodes:
         publish_respond(app, run_id)
     return {"status": "planned", "nodes": len(plan.nodes)}
@@ -96,7 +126,8 @@ def run_respond_stage(app: Celery, run_id: str) -> dict[str, Any]:
     plan = run.plan()
     if plan is None:
         return {"status": "no-plan"}
-    states = run.node_states()
+    # (a task that started early and was left out of the final plan is not part of the run)
+    states = {n: s for n, s in run.node_states().items() if n in plan.by_id()}
     results = describe_results(plan, states, run.outputs(), run.infos())
     if meta.get("cancel") == "1":
         run.finish("cancelled", fallback_answer(results, "The request was cancelled. What had finished:"))
@@ -115,16 +146,26 @@ def run_respond_stage(app: Celery, run_id: str) -> dict[str, Any]:
     served = set(candidates(live_workers(text_redis(settings.redis_url), settings.key_prefix)))
     needs = unserved_needs(request.text, served | {n.task for n in plan.nodes})
     limits = limits_text(needs) if needs else None
+    direct = direct_answer(request.text, plan, states, run.outputs()) \
+        if settings.direct_answers and limits is None else None
     try:
-        answer = write_answer(_llm(run), request.text, results, history, on_delta=stream_piece, limits=limits)
+        if direct is not None:
+            answer = direct
+            stream_piece(answer)
+        else:
+            answer = write_answer(_llm(run), request.text, results, history, on_delta=stream_piece, limits=limits)
+    except LLMCancelled:
+        run.finish("cancelled", fallback_answer(results, "The request was cancelled. What had finished:"))
+        return {"status": "cancelled"}
     except LLMError as exc:
         status, error = "failed", f"response stage failed: {exc}"
+        run.set_meta(llm_failed="respond")
         answer = fallback_answer(results, "The answer could not be written by the LLM; here are the raw results:")
     if problems and error is None:
         error = f"tasks {sorted(problems)} did not succeed"
     if run.finish(status, answer, error) and conv is not None:
         conv.add_turn(_turn(run_id, request, answer, run))
-    return {"status": status}
+    return {"status": status, **({"error": error} if error else {})}
 
 
 def _turn(run_id: str, request: RequestCreate, answer: str, run: RunStore) -> Turn:

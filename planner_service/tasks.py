@@ -1,21 +1,42 @@
-"""The planner's Celery tasks: the plan and respond stages, consumed by the LLM queue's worker."""
+"""The planner's Celery tasks: the plan and respond stages, consumed by the LLM queue's worker
+(which warms the planner's demonstration retrieval when it starts)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from celery import Task
+from celery.signals import worker_ready
 
+from planner_service.demo_retrieval import warm
 from planner_service.stages import run_plan_stage, run_respond_stage
 from shared.celery_app import app
+from shared.errors import StageFailed
+from shared.settings import get_settings
 from shared.task_names import PLAN_TASK, RESPOND_TASK
+
+
+@worker_ready.connect(dispatch_uid="hgq-warm-demo-retrieval")
+def _warm_retrieval(**_: object) -> None:
+    """Load MiniLM for demonstration retrieval while the worker idles, not inside the first plan."""
+    if get_settings().preload_models:
+        threading.Thread(target=warm, name="hgq-warm-demos", daemon=True).start()
 
 
 @app.task(bind=True, name=PLAN_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=3)
 def plan_stage(self: Task, run_id: str) -> dict[str, Any]:
-    return run_plan_stage(self.app, run_id)
+    return _failed_raises(run_plan_stage(self.app, run_id))
 
 
 @app.task(bind=True, name=RESPOND_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=3)
 def respond_stage(self: Task, run_id: str) -> dict[str, Any]:
-    return run_respond_stage(self.app, run_id)
+    return _failed_raises(run_respond_stage(self.app, run_id))
+
+
+def _failed_raises(result: dict[str, Any]) -> dict[str, Any]:
+    """A stage whose run failed (already recorded) ends as a Celery failure: Flower and the task
+    metrics show it failed, with the reason."""
+    if result.get("status") == "failed":
+        raise StageFailed(str(result.get("error") or "the run failed"))
+    return result

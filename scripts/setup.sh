@@ -52,6 +52,35 @@ if ! ls "$llama_wheels"/llama_cpp_python-"$llama_version"-*.whl >/dev/null 2>&1;
     "llama-cpp-python==$llama_version" -w "$llama_wheels"
 fi
 
+# llama.cpp's own server (parallel slots, continuous batching: N users' LLM calls generated together),
+# built once from the same sdist's vendored llama.cpp with the same CPU flags (about 6 min on 2
+# cores), kept beside the wheels and copied into the venv's bin/, where hgq looks for it.
+# HGQ_BUILD_LLAMA_SERVER=0 skips it: the embedded LLM then serves one request at a time.
+server_cmake="${llama_cmake/-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF/} -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON"
+server_cmake+=" -DBUILD_SHARED_LIBS=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF"
+server_key="$(echo "$llama_version $server_cmake" | sha256sum | cut -c1-12)"
+server_bin="$home/bin/llama-server-$server_key"
+if [ "${HGQ_BUILD_LLAMA_SERVER:-1}" != 0 ] && [ ! -x "$server_bin" ]; then
+  echo "setup: building llama.cpp's llama-server for this CPU (once; about 6 min on 2 cores)"
+  command -v cmake >/dev/null || "$PY" -m pip install -q cmake ninja
+  PATH="$PWD/$VENV/bin:$PATH"
+  work="$(mktemp -d)"
+  "$PY" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$llama_version" -d "$work"
+  tar xzf "$work"/llama_cpp_python-"$llama_version".tar.gz -C "$work"
+  generator=""; command -v ninja >/dev/null && generator="-G Ninja"
+  # shellcheck disable=SC2086
+  cmake -S "$work/llama_cpp_python-$llama_version/vendor/llama.cpp" -B "$work/build" $generator \
+    -DCMAKE_BUILD_TYPE=Release $server_cmake >"$work/cmake.log" 2>&1 \
+    && cmake --build "$work/build" --target llama-server -j "$(nproc)" >"$work/build.log" 2>&1 \
+    || { tail -30 "$work"/cmake.log "$work"/build.log >&2; echo "setup: llama-server build failed" >&2; exit 1; }
+  mkdir -p "$home/bin"
+  install -m 755 "$work/build/bin/llama-server" "$server_bin"
+  rm -rf "$work"
+fi
+if [ -x "$server_bin" ] && ! cmp -s "$server_bin" "$VENV/bin/llama-server"; then
+  install -m 755 "$server_bin" "$VENV/bin/llama-server"
+fi
+
 stamp="$VENV/.hgq-installed"
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

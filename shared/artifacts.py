@@ -12,7 +12,8 @@ from shared.keys import blob_key, blob_meta_key
 from shared.outputs import ArtifactRef, MediaKind
 
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp", "image/bmp": "bmp",
-        "audio/wav": "wav", "audio/x-wav": "wav", "audio/mpeg": "mp3", "audio/ogg": "ogg", "audio/flac": "flac"}
+        "audio/wav": "wav", "audio/x-wav": "wav", "audio/mpeg": "mp3", "audio/ogg": "ogg", "audio/flac": "flac",
+        "audio/mp4": "m4a", "audio/aac": "aac", "audio/webm": "webm"}
 
 
 def extension(mime: str) -> str:

@@ -27,6 +27,19 @@ class LLMOutputError(LLMError):
     """The LLM answered, but not in the required form (not JSON): worth one repair round."""
 
 
+class LLMDeadlineError(LLMError):
+    """An LLM stage ran past its deadline (HGQ_LLM_TIMEOUT_S / HGQ_LLM_STAGE_TIMEOUTS)."""
+
+
+class LLMCancelled(LLMError):
+    """The run was cancelled while the LLM was generating: its stream was closed."""
+
+
+class StageFailed(HgqError):
+    """A plan or respond stage ended its run failed (recorded first): raised so that Celery, Flower
+    and the metrics show the stage as failed, not as a success."""
+
+
 class ArtifactError(HgqError):
     """An artifact is missing, expired or too large."""
 

@@ -102,3 +102,8 @@ def conversation_key(prefix: str, conversation_id: str) -> str:
 def conversation_files_key(prefix: str, conversation_id: str) -> str:
     """Hash: file name -> ArtifactRef JSON, for every file of every turn."""
     return f"{prefix}:conv:{conversation_id}:files"
+
+
+def llm_calls_key(prefix: str) -> str:
+    """Sorted set: LLM call id -> when it was sent (unix seconds), for every call not yet answered."""
+    return f"{prefix}:llm:calls"

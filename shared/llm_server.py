@@ -1,14 +1,22 @@
-"""The embedded local LLM's server process: `python -m llama_cpp.server` on a loopback port, with
-hgq's prompt caches installed (`shared.llm_prompt_cache`). One server per machine is shared by
-every hgq process through `shared.local_llm`."""
+"""The embedded local LLM's server process on a loopback port, one per machine, shared by every
+hgq process through `shared.local_llm`. Two servers can run it:
+
+* llama.cpp's own `llama-server` (built by `make setup` from the sources inside the
+  llama-cpp-python sdist, into the venv's bin/): N parallel slots with continuous batching, so
+  N users' calls are generated together; its prompt cache lives in RAM (--cache-ram);
+* `python -m llama_cpp.server` (llama-cpp-python): one request at a time, with hgq's prompt
+  caches installed (`shared.llm_prompt_cache`), on disk so they survive restarts.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +54,31 @@ _CHILD = (
     "sys.argv[0] = 'llama_cpp.server'\n"
     "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n"
 )
+
+
+def llama_server_binary(choice: str = "auto") -> Path | None:
+    """llama.cpp's server binary for HGQ_LOCAL_LLM_SERVER (`auto`: use it when `make setup` built
+    it); None means llama-cpp-python's one-request-at-a-time server."""
+    if choice == "python":
+        return None
+    beside = Path(sys.executable).parent / "llama-server"
+    found = beside if beside.is_file() and os.access(beside, os.X_OK) else None
+    if found is None and (on_path := shutil.which("llama-server")):
+        found = Path(on_path)
+    if found is None and choice == "llama-server":
+        raise ConfigError("HGQ_LOCAL_LLM_SERVER=llama-server, but no llama-server binary is built: run "
+                          "`make setup` (it builds one into the venv), or set HGQ_LOCAL_LLM_SERVER=python")
+    return found
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """For Popen(preexec_fn=...): the child gets SIGTERM when its parent thread exits (Linux)."""
+    def hook() -> None:
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(0)
+    return hook
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -76,7 +110,8 @@ def serves(base_url: str, alias: str, timeout: float = 2.0) -> bool:
 
 @dataclass
 class LocalLLMServer:
-    """`python -m llama_cpp.server` on a loopback port, as a context manager or start()/stop().
+    """The local LLM server on a loopback port, as a context manager or start()/stop(): llama.cpp's
+    `llama-server` when `binary` is set (with `parallel` slots), else `python -m llama_cpp.server`.
 
     The server's output goes to `log_path` (a temp file by default); its tail is quoted in
     errors. With `die_with_parent`, the server gets SIGTERM when the thread that started it
@@ -95,6 +130,8 @@ class LocalLLMServer:
     extra_args: tuple[str, ...] = ()
     cache_mb: int = 0  # prompt-state cache (states of earlier prompts); 0 = off
     cache_dir: Path | None = None  # keep that cache on disk here (survives restarts); None: in RAM
+    binary: Path | None = None  # llama.cpp's llama-server; None: llama-cpp-python's server
+    parallel: int = 1  # llama-server slots (calls generated at once, each with n_ctx tokens)
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _log: object = field(default=None, init=False, repr=False)
 
@@ -109,6 +146,8 @@ class LocalLLMServer:
             "n_threads": settings.local_llm_threads or None,
             "cache_mb": settings.local_llm_cache_mb,
             "cache_dir": prompt_cache_dir(settings, model_path),
+            "binary": llama_server_binary(settings.local_llm_server),
+            "parallel": settings.local_llm_parallel,
         }
         return cls(**{**configured, **overrides})  # type: ignore[arg-type]
 
@@ -124,8 +163,20 @@ class LocalLLMServer:
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
+    @property
+    def slots(self) -> int:
+        return self.parallel if self.binary is not None else 1
+
     def command(self) -> list[str]:
         threads = self.n_threads or default_threads()
+        if self.binary is not None:
+            return [
+                str(self.binary), "--model", str(self.model_path), "--alias", self.alias,
+                "--host", self.host, "--port", str(self.port),
+                "--ctx-size", str(self.n_ctx * self.parallel), "--parallel", str(self.parallel),
+                "--threads", str(threads), "--threads-batch", str(threads),
+                "--cache-ram", str(self.cache_mb), "--no-ui", "--metrics", *self.extra_args,
+            ]  # fmt: skip
         args = [
             "--model", str(self.model_path),
             "--model_alias", self.alias,
@@ -134,6 +185,8 @@ class LocalLLMServer:
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(threads),
             "--n_threads_batch", str(threads),
+            # queue a call that arrives while another streams, instead of cutting that one off
+            "--interrupt_requests", "False",
             *(("--cache", "True", "--cache_type", "disk" if self.cache_dir else "ram",
                "--cache_size", str(self.cache_mb * 2**20)) if self.cache_mb else ()),
             *self.extra_args,
@@ -145,7 +198,7 @@ class LocalLLMServer:
     def start(self) -> LocalLLMServer:
         if self.process is not None and self.process.poll() is None:
             return self
-        if importlib.util.find_spec("llama_cpp") is None:
+        if self.binary is None and importlib.util.find_spec("llama_cpp") is None:
             raise ConfigError("llama-cpp-python is not installed: pip install 'llama-cpp-python[server]==0.3.36'")
         if not Path(self.model_path).is_file():
             raise ConfigError(f"local LLM model file {self.model_path} does not exist")
@@ -157,8 +210,10 @@ class LocalLLMServer:
             self.log_path = Path(name)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
+        native = self.binary is not None and self.die_with_parent
         self.process = subprocess.Popen(
             self.command(),
+            preexec_fn=_die_with(os.getpid()) if native else None,  # noqa: PLW1509 (prctl only)
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,

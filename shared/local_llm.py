@@ -43,6 +43,7 @@ class LocalLLM:
     pid: int
     port: int
     server: LocalLLMServer | None = None
+    slots: int = 1  # calls the server generates at once
 
     @property
     def owner(self) -> bool:
@@ -73,7 +74,7 @@ def _live_from_discovery(home: Path, alias: str) -> LocalLLM | None:
     host = info.get("host", "127.0.0.1")
     base_url = f"http://{host}:{port}/v1"
     if pid_alive(pid) and serves(base_url, alias):
-        return LocalLLM(base_url=base_url, model=alias, pid=pid, port=port)
+        return LocalLLM(base_url=base_url, model=alias, pid=pid, port=port, slots=int(info.get("slots", 1)))
     return None
 
 
@@ -113,10 +114,13 @@ def ensure_local_llm(settings: Settings | None = None, *, startup_timeout_s: flo
                 "model": spec.alias,
                 "path": str(path),
                 "base_url": server.base_url,
+                "server": "llama-server" if server.binary else "llama_cpp.server",
+                "slots": server.slots,
                 "started_at": time.time(),
             }
             atomic_write(home / DISCOVERY_FILE, json.dumps(info, indent=2))
-            _current = LocalLLM(base_url=server.base_url, model=spec.alias, pid=server.pid, port=server.port, server=server)
+            _current = LocalLLM(base_url=server.base_url, model=spec.alias, pid=server.pid, port=server.port,
+                                server=server, slots=server.slots)
             atexit.register(_release, _current, home)
             return _current
 

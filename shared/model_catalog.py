@@ -206,7 +206,8 @@ def _popularity(entry: CatalogEntry | None) -> tuple[float, float]:
     return math.log10(1 + max(entry.likes, 0)), math.log10(1 + max(entry.downloads, 0))
 
 
-def _describe(model: ServedModel) -> str:
+def describe(model: ServedModel) -> str:
+    """What a model is known by for word overlap: its id, catalogue description and own description."""
     entry = catalog_entry(model.model_id)
     parts = [model.model_id.replace("/", " ").replace("-", " ").replace("_", " ")]
     if entry is not None and entry.description:
@@ -225,7 +226,7 @@ def scores(models: Iterable[ServedModel], request_text: str) -> list[tuple[Serve
     out: list[tuple[ServedModel, float]] = []
     for model, (likes, downloads) in zip(models, pops, strict=False):
         pop = 0.5 * (likes / max_likes if max_likes else 0.0) + 0.5 * (downloads / max_downloads if max_downloads else 0.0)
-        out.append((model, pop + SIMILARITY_WEIGHT * similarity(request_text, _describe(model))))
+        out.append((model, pop + SIMILARITY_WEIGHT * similarity(request_text, describe(model))))
     return out
 
 

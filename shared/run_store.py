@@ -98,6 +98,58 @@ class RunStore:
         pipe.execute()
         return roots
 
+    # --- a plan that streams (planner_service/plan_stream.py) -----------------------------------
+    def start_early(self, early: ValidatedPlan, node: int) -> None:
+        """A root task published while the plan still streams: the plan so far holds only the early
+        tasks (`streaming` = 1 until the whole plan is written); this one is queued."""
+        now = time.time()
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.k.meta, mapping={"plan": early.model_dump_json(), "streaming": "1"})
+        pipe.hset(self.k.state, str(node), "queued")
+        pipe.hset(self.k.waiting, str(node), 0)
+        pipe.xadd(self.k.events, {"data": json.dumps({"type": "task", "node": node, "status": "queued", "ts": now,
+                                                      "early": True, "task": early.node(node).task})})
+        for key in self.k.all():
+            pipe.expire(key, self.ttl_s)
+        pipe.execute()
+
+    def streaming(self) -> bool:
+        return self.r.hget(self.k.meta, "streaming") == "1"
+
+    def finalize_streamed(self, plan: ValidatedPlan, selection: dict[int, str], early: set[int],
+                          dropped: set[int]) -> list[int]:
+        """Write the whole plan of a run whose first tasks started while it streamed (`early`, still
+        queued or running: their workers record results only after this). Early tasks the plan no
+        longer has are cancelled. Returns the roots to publish now."""
+        now = time.time()
+        roots = [n for n in plan.roots() if n not in early]
+        pipe = self.r.pipeline(transaction=True)
+        new = [n for n in plan.nodes if n.id not in early]
+        if new:
+            pipe.hset(self.k.state, mapping={str(n.id): ("queued" if n.id in roots else "pending") for n in new})
+            pipe.hset(self.k.waiting, mapping={str(n.id): len(n.deps) for n in new})
+        for node in dropped:
+            pipe.hset(self.k.state, str(node), "cancelled")
+        pipe.hset(self.k.meta, mapping={
+            "plan": plan.model_dump_json(), "left": len(plan.nodes), "status": "running", "streaming": "0",
+            "planned_at": repr(now), "selection": json.dumps({str(k): v for k, v in selection.items()})})
+        pipe.xadd(self.k.events, {"data": json.dumps({"type": "planned", "ts": now,
+                                                      "plan": [n.public() for n in plan.nodes]})})
+        for n in roots:
+            pipe.xadd(self.k.events, {"data": json.dumps({"type": "task", "node": n, "status": "queued", "ts": now})})
+        for n in dropped:
+            pipe.xadd(self.k.events, {"data": json.dumps({"type": "task", "node": n, "status": "cancelled", "ts": now,
+                                                          "error": "started early, then left out of the final plan"})})
+        for key in self.k.all():
+            pipe.expire(key, self.ttl_s)
+        pipe.execute()
+        return roots
+
+    def update_selection(self, plan: ValidatedPlan, selection: dict[int, str]) -> None:
+        """The models chosen after the DAG was written (the LLM's choice among close candidates)."""
+        self.r.hset(self.k.meta, mapping={"plan": plan.model_dump_json(),
+                                          "selection": json.dumps({str(k): v for k, v in selection.items()})})
+
     def plan(self) -> ValidatedPlan | None:
         raw = self.r.hget(self.k.meta, "plan")
         return ValidatedPlan.model_validate_json(raw) if raw else None
@@ -190,9 +242,9 @@ class RunStore:
         self.event("done", status=status, error=error)
         return True
 
-    def fail_before_plan(self, error: str) -> bool:
+    def fail_before_plan(self, error: str, llm_failed: bool = False) -> bool:
         """Planning failed: the run ends failed with the reason; no DAG was created."""
-        self.r.hset(self.k.meta, mapping={"left": 0})
+        self.r.hset(self.k.meta, mapping={"left": 0, **({"llm_failed": "plan"} if llm_failed else {})})
         return self.finish("failed", f"Sorry, I could not plan this request: {error}", error)
 
     # --- events and usage -------------------------------------------------------------------

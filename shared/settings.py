@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 POOLS: tuple[str, ...] = ("text", "vision", "audio")
 DEFAULT_API_MIME = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp",
-                    "audio/wav", "audio/flac", "audio/ogg", "audio/mpeg")
+                    "audio/wav", "audio/flac", "audio/ogg", "audio/mpeg", "audio/mp4", "audio/aac", "audio/webm")
 LLM_QUEUE = "llm"
 ALL_QUEUES: tuple[str, ...] = (*POOLS, LLM_QUEUE)
 
@@ -30,7 +30,24 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
     openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY")
     llm_model: str = "qwen2.5-coder-1.5b-instruct"
-    llm_timeout_s: float = 120.0
+    llm_timeout_s: float = Field(120.0, gt=0)  # one stage's deadline (all its LLM calls), unless set below
+    # per-stage deadlines, JSON: {"plan": 90, "select": 20, "respond": 60, "task": 120}
+    llm_stage_timeouts: dict[Literal["plan", "select", "respond", "task"], float] = Field(default_factory=dict)
+    # retries of connection errors, 429 and 5xx only: a timed-out call is never sent again (the
+    # endpoint may still be working on it, and a retry would queue behind it)
+    llm_retries: int = Field(2, ge=0)
+    llm_retry_backoff_s: float = Field(0.5, ge=0)
+    # how many calls the endpoint serves at once, for queue positions ("planning, 2 requests
+    # ahead"); 0 = unknown (the embedded LLM sets it to its slots)
+    llm_slots: int = Field(0, ge=0)
+    # LLM calls in flight + plan/respond stages queued, past which the API answers 503 (0 = no limit)
+    llm_max_backlog: int = Field(64, ge=0)
+    # answer without the LLM when one task's result is the answer (a transcript, a text read from
+    # an image, a made file) and nothing needs combining or explaining
+    direct_answers: bool = True
+    # start a task while the plan still streams, as soon as its part of the plan is complete and
+    # it can run now (a root whose model is certain); the whole plan is still checked at the end
+    stream_plan: bool = True
     llm_max_tokens: int = 1024
     llm_context_tokens: int = 4096
     llm_response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
@@ -40,6 +57,10 @@ class Settings(BaseSettings):
     local_llm_port: int = 0  # 0 = pick a free port
     local_llm_path: Path | None = None  # a GGUF file to use instead of the resolved one
     local_llm_threads: int = 0  # 0 = all cores
+    # which server runs it: llama.cpp's llama-server (parallel slots, continuous batching; built
+    # by `make setup`) or llama-cpp-python's (one request at a time); auto = llama-server if built
+    local_llm_server: Literal["auto", "llama-server", "python"] = "auto"
+    local_llm_parallel: int = Field(4, ge=1)  # llama-server slots: requests generated at once
     # Prompt-state cache of the local server: the planner's long prompt prefix survives the other
     # stages' calls (plan after a response: 21 s -> 4.5-8 s here). 0 turns it off. On disk (under
     # HGQ_HOME) it also survives restarts: a fresh server's first plan skips the prompt prefix.
@@ -140,6 +161,10 @@ class Settings(BaseSettings):
         if hard <= soft:
             raise ValueError(f"HGQ_TASK_HARD_TIME_LIMIT_S ({hard}) must exceed the soft limit ({soft})")
         return hard
+
+    def stage_timeout_s(self, stage: str) -> float:
+        """The deadline of one LLM stage: all its calls (a repair round included) fit in it."""
+        return float(self.llm_stage_timeouts.get(stage, self.llm_timeout_s))  # type: ignore[call-overload]
 
     @property
     def visibility_timeout_s(self) -> int:

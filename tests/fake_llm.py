@@ -35,6 +35,11 @@ class FakeLLM:
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.delay_s: dict[str, float] = {}
         self.status: dict[str, int] = {}  # stage -> HTTP status to answer (e.g. 500)
+        # stage -> (seconds before the first token, seconds per token) of a streamed reply: a fake
+        # with real latency (LLMCompiler-style measurements use 0.4 s + 0.01 s per token)
+        self.latency: dict[str, tuple[float, float]] = {}
+        self.aborted: list[str] = []  # stages whose stream the client closed before its end
+        self.finished: list[str] = []  # stages whose stream was sent to the end
         self._lock = threading.Lock()
         fake = self
 
@@ -50,15 +55,30 @@ class FakeLLM:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _stream(self, content: str, body: dict[str, Any]) -> None:
+            def _stream(self, content: str, body: dict[str, Any], stage: str) -> None:
                 """Server-Sent Events chunks, one per word, like an OpenAI streaming response."""
+                try:
+                    self._stream_words(content, body, fake.latency.get(stage, (0.0, 0.0)))
+                except (BrokenPipeError, ConnectionResetError):
+                    with fake._lock:
+                        fake.aborted.append(stage)
+                    return
+                with fake._lock:
+                    fake.finished.append(stage)
+
+            def _stream_words(self, content: str, body: dict[str, Any], latency: tuple[float, float]) -> None:
+                first_s, per_token_s = latency
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
                 base = {"id": "chatcmpl-stream", "object": "chat.completion.chunk", "created": int(time.time()),
                         "model": body.get("model", "fake-llm")}
                 words = content.split(" ")
+                if first_s:
+                    time.sleep(first_s)
                 for i, word in enumerate(words):
+                    if per_token_s and i:
+                        time.sleep(per_token_s)
                     piece = word if i == len(words) - 1 else word + " "
                     chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
@@ -89,7 +109,7 @@ class FakeLLM:
                                                 "type": "server_error"}})
                     return
                 if body.get("stream"):
-                    self._stream(content, body)
+                    self._stream(content, body, stage)
                     return
                 self._send(200, {
                     "id": f"chatcmpl-{len(fake.requests)}", "object": "chat.completion", "created": int(time.time()),
@@ -134,6 +154,9 @@ class FakeLLM:
             self.requests.clear()
             self.delay_s.clear()
             self.status.clear()
+            self.latency.clear()
+            self.aborted.clear()
+            self.finished.clear()
 
     def calls(self, stage: str) -> list[dict[str, Any]]:
         with self._lock:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import diag
 
 HGQ = [sys.executable, "-m", "planner_service.cli"]
@@ -75,3 +77,49 @@ def test_ask_starts_and_stops_an_embedded_stack_when_none_runs(hgq_env, fake_llm
     assert out.stdout.strip() == "", "the private redis-server was left running"
     logs = tmp_path / "logs"
     assert (logs / "redis.log").exists() and (logs / "worker-text.log").exists()
+
+
+def _dead_redis_url() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+
+
+@pytest.mark.parametrize("args", [["show", "abc123"], ["cancel", "abc123"], ["keys", "list"],
+                                  ["keys", "revoke", "nobody"]])
+def test_redis_down_is_one_line_naming_the_fix(hgq_env, args: list[str]) -> None:  # type: ignore[no-untyped-def]
+    proc = _hgq(args, {**hgq_env, "REDIS_URL": _dead_redis_url()}, timeout=60)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Redis at" in lines[0] and "REDIS_URL" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_invalid_setting_is_one_line_naming_the_variable(hgq_env) -> None:  # type: ignore[no-untyped-def]
+    proc = _hgq(["status"], {**hgq_env, "HGQ_API_PORT": "abc"}, timeout=60)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "HGQ_API_PORT" in lines[0] and "invalid setting" in lines[0], proc.stderr
+
+
+def test_sigterm_during_ask_cancels_the_run(stack, hgq_env, fake_llm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import time
+
+    fake_llm.latency["plan"] = (30.0, 0.0)  # planning takes long enough to be stopped
+    proc = subprocess.Popen([*HGQ, "ask", "do the diagnostic thing"], env={**os.environ, **hgq_env},
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    seen = ""
+    while "accepted" not in seen and time.monotonic() < deadline:
+        seen += proc.stderr.readline()
+    assert "accepted" in seen, seen
+    run_id = seen.split("request ", 1)[1].split()[0]
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and f"cancelling {run_id}" in rest, rest
+    shown = _hgq(["show", run_id, "--json"], hgq_env)
+    assert json.loads(shown.stdout)["status"] in ("cancelled", "failed"), shown.stdout

@@ -190,6 +190,31 @@ def test_whisper_decodes_other_formats(model_home: Path) -> None:
 
 
 @pytest.mark.slow
+@needs(PiperTTS)
+@needs(WhisperASR)
+@pytest.mark.parametrize(("fmt", "codec", "mime"), [("ipod", "aac", "audio/mp4"), ("webm", "libopus", "audio/webm"),
+                                                     ("ogg", "libopus", "audio/ogg"), ("mp3", "libmp3lame", "audio/mpeg")])
+def test_voice_note_formats_are_accepted_and_transcribed(model_home: Path, fmt: str, codec: str, mime: str) -> None:
+    """m4a, webm and ogg/opus voice notes: sniffed from their bytes as audio, then transcribed."""
+    from planner_service.client import sniff_media
+
+    note = transcode(speech(SENTENCE), fmt, codec)
+    assert sniff_media(note.data, "voice-note") == (mime, "audio")
+    result = get_expert(WhisperASR.model_id).run({"audio": Media(data=note.data, mime=mime, name="note")}, {})
+    assert words_match(SENTENCE, result.text or ""), result.text
+
+
+def test_unsupported_files_are_named_with_what_they_look_like() -> None:
+    from planner_service.client import sniff_media
+    from shared.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match=r"report.pdf: unsupported file type \(looks like application/pdf\)"):
+        sniff_media(b"%PDF-1.7\n" + b"0" * 100, "report.pdf")
+    with pytest.raises(ArtifactError, match="m4a/aac, webm"):
+        sniff_media(b"just some text", "notes.txt")
+
+
+@pytest.mark.slow
 @needs(WhisperASR)
 def test_whisper_on_silence_and_bad_input(model_home: Path) -> None:
     expert = get_expert(WhisperASR.model_id)

@@ -186,10 +186,21 @@ SUMMARY_PLAN = {"tasks": [{"id": 0, "task": "summarization", "dep": [-1],
                            "args": {"text": "The venue is booked. The budget is approved. Maria sends invites."}}]}
 
 
+CLOSE_CALL = "summarise this: offline and fluent"
+
+
+def test_interchangeable_candidates_are_decided_by_rank_without_a_select_call(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    fake_llm.script("plan", SUMMARY_PLAN)
+    view = _ask(client, "summarise this")  # extractive or LLM summary: nothing in the request tells them apart
+    assert view.status == "succeeded"
+    assert fake_llm.calls("select") == []
+    assert "interchangeable" in view.selection["0"]
+
+
 def test_one_select_call_and_its_choice_is_used_with_its_reason(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
     fake_llm.script("plan", SUMMARY_PLAN)
     fake_llm.script("select", {"choices": [{"id": 0, "model": "llm/summarization", "reason": "fluent summary"}]})
-    view = _ask(client, "summarise this")
+    view = _ask(client, CLOSE_CALL)  # both summarisers fit it about as well: a real choice
     assert view.status == "succeeded"
     assert view.plan[0]["model"] == "llm/summarization" and view.selection["0"] == "fluent summary"
     assert view.tasks["0"].output.text.startswith("LLM[")  # ran through the LLM on the text pool
@@ -201,9 +212,9 @@ def test_one_select_call_and_its_choice_is_used_with_its_reason(client, fake_llm
 def test_a_choice_outside_the_candidates_is_ignored(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
     fake_llm.script("plan", SUMMARY_PLAN)
     fake_llm.script("select", {"choices": [{"id": 0, "model": "gpt-17-ultra", "reason": "best"}]})
-    view = _ask(client, "summarise this")
+    view = _ask(client, CLOSE_CALL)
     assert view.status == "succeeded"
-    assert view.plan[0]["model"] == "summa/textrank"
+    assert view.plan[0]["model"] == "llm/summarization"  # the top-ranked for this request
     assert "not a candidate" in view.selection["0"]
 
 

@@ -113,7 +113,7 @@ class _ScriptedLLM:
         self.replies = list(replies)
         self.calls: list[list[dict[str, str]]] = []
 
-    def chat_json(self, stage: str, messages: list[dict[str, str]], schema: object) -> object:
+    def chat_json(self, stage: str, messages: list[dict[str, str]], schema: object, on_delta: object = None) -> object:
         self.calls.append([dict(m) for m in messages])
         return self.replies.pop(0)
 

@@ -209,7 +209,7 @@ def test_catalogue_candidates_only_with_a_token(settings) -> None:  # type: igno
 
 # --- selection keeps the next candidates ---------------------------------------------------------
 def test_selection_records_ranked_fallbacks_capped() -> None:
-    from planner_service.selection import select_models
+    from planner_service.selection import choose_with_llm, select_models
     from shared.plan import PlanTask, validate_plan
     from shared.registry import ServedModel
 
@@ -226,6 +226,10 @@ def test_selection_records_ranked_fallbacks_capped() -> None:
             return {"choices": [{"id": 0, "model": "m/d", "reason": "best"}]}
 
     select_models(ChoosesD(), "charlie", plan, served, max_fallbacks=3)  # type: ignore[arg-type]
+    assert plan.nodes[0].model == "m/c", "m/c is clearly ahead for 'charlie': no LLM call to overrule it"
+    assert plan.nodes[0].fallbacks == ["m/a", "m/b", "m/d"]
+    # an LLM choice among close candidates puts the ranked top first among as many fallbacks
+    choose_with_llm(ChoosesD(), "charlie", plan, {0: served["text-classification"]})  # type: ignore[arg-type]
     assert plan.nodes[0].model == "m/d" and plan.nodes[0].fallbacks == ["m/c", "m/a", "m/b"]
     select_models(None, "charlie", plan, {"text-classification": served["text-classification"][:1]})
     assert plan.nodes[0].fallbacks == []

@@ -57,9 +57,9 @@ def artifact_store(settings: Settings) -> ArtifactStore:
                          settings.max_artifact_bytes)
 
 
-def _load_plan(run: RunStore) -> ValidatedPlan | None:
+def _load_plan(run: RunStore, node_id: int | None = None) -> ValidatedPlan | None:
     plan = _plans.get(run.run_id)
-    if plan is None:
+    if plan is None or (node_id is not None and node_id not in plan.by_id()):  # new, or a plan that streamed
         plan = run.plan()
         if plan is not None:
             if len(_plans) > 512:
@@ -111,10 +111,12 @@ _leases = _LeaseRenewer()
 def execute_node(task: Task, run_id: str, node_id: int) -> dict[str, Any]:
     settings = get_settings()
     run = run_store(run_id, settings)
-    plan = _load_plan(run)
+    plan = _load_plan(run, node_id)
     if plan is None:
         log.warning("run %s has no plan (expired?); dropping node %s", run_id, node_id)
         return {"status": "no-plan"}
+    if node_id not in plan.by_id():  # started while the plan streamed, then left out of it
+        return {"status": "dropped"}
     node = plan.node(node_id)
     token = uuid.uuid4().hex
     hostname = task.request.hostname or "?"
@@ -169,6 +171,11 @@ def execute_node(task: Task, run_id: str, node_id: int) -> dict[str, Any]:
         current_run.reset(ctx_token)
 
     info = _attempted(now.info, now.started, None, "succeeded") if now.info.model_attempts else now.info
+    final = _final_plan(run, plan, node_id, settings)
+    if final is None:
+        run.release(node_id, token)
+        return {"status": "dropped"}
+    plan = final
     run.write_output(node_id, output, info.model_copy(update={"finished_at": time.time()}))
     follow_transition(task.app, run_id, plan, run.complete(plan, node_id, "succeeded"))
     return {"status": "succeeded"}
@@ -250,6 +257,29 @@ def _run_expert(node: Node, model: str | None, run: RunStore, settings: Settings
 def _fail(task: Task, run: RunStore, plan: ValidatedPlan, node: Node, error: str,
           info: NodeInfo | None = None) -> dict[str, Any]:
     info = info or run.info(node.id)
+    final = _final_plan(run, plan, node.id, get_settings())
+    if final is None:
+        return {"status": "dropped"}
     run.set_info(node.id, info.model_copy(update={"finished_at": time.time(), "error": error}))
-    follow_transition(task.app, run.run_id, plan, run.complete(plan, node.id, "failed", {"error": error}))
+    follow_transition(task.app, run.run_id, final, run.complete(final, node.id, "failed", {"error": error}))
     return {"status": "failed", "error": error}
+
+
+def _final_plan(run: RunStore, plan: ValidatedPlan, node_id: int, settings: Settings) -> ValidatedPlan | None:
+    """The plan to record a result against. A task that started while its plan still streamed
+    waits (polling, within the plan stage's deadline) until the whole plan is written, so its
+    dependents are wired to it; None when the run ended first or the final plan left it out."""
+    streaming, response = run.r.hmget(run.k.meta, "streaming", "response")
+    if streaming is None:  # the plan was whole before any task started
+        return plan
+    deadline = time.monotonic() + settings.stage_timeout_s("plan") + 30
+    while time.monotonic() < deadline:
+        if response is not None:
+            return None
+        if streaming != "1":  # the plan in hand may be the partial one: read the whole plan
+            _plans.pop(run.run_id, None)
+            final = _load_plan(run, node_id)
+            return final if final is not None and node_id in final.by_id() else None
+        time.sleep(0.05)
+        streaming, response = run.r.hmget(run.k.meta, "streaming", "response")
+    return None

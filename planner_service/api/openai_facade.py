@@ -24,10 +24,18 @@ def register(app: FastAPI, svc: Service) -> None:
     api_settings = svc.api
 
     # --- OpenAI-compatible ---------------------------------------------------------------------
+    model_card = {"id": api_settings.api_model_name, "object": "model", "created": 1700000000, "owned_by": "hgq"}
+
     @app.get("/v1/models", tags=["openai"], summary="The models this API serves (OpenAI format)")
     def list_models(user: User) -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": api_settings.api_model_name, "object": "model",
-                                            "created": 1700000000, "owned_by": "hgq"}]}
+        return {"object": "list", "data": [model_card]}
+
+    @app.get("/v1/models/{model_id}", tags=["openai"], summary="One model (OpenAI format)")
+    def get_model(model_id: str, user: User) -> dict[str, Any]:
+        if model_id != api_settings.api_model_name:
+            raise ApiError(404, f"model {model_id!r} does not exist; use {api_settings.api_model_name!r}",
+                           "not_found_error", "model")
+        return model_card
 
     @app.post("/v1/chat/completions", tags=["openai"], summary="OpenAI-compatible chat completion (stream or not)")
     async def chat_completions(request: Request, user: User) -> Response:
@@ -82,6 +90,8 @@ def register(app: FastAPI, svc: Service) -> None:
                     yield f": hgq task {ev.get('node')} {ev.get('status')}\n\n"
                 elif kind in ("planned", "planning"):
                     yield f": hgq {kind}\n\n"
+                elif kind == "waiting":
+                    yield f": hgq waiting {ev.get('stage')} {ev.get('ahead')} ahead\n\n"
                 elif kind == "done":
                     break
             view = await run_in_threadpool(svc.client.view, run_id)

@@ -20,13 +20,15 @@ from planner_service.api.uploads import fetch_url, safe_name, unique_name
 from planner_service.auth import ApiKeys, Limiter, Ownership
 from planner_service.client import HgqClient, sniff_media
 from shared.conversation import ConversationStore
+from shared.dispatch import queue_length
 from shared.errors import ArtifactError, PlanError, RunNotFound
 from shared.keys import run_keys
+from shared.llm_backlog import LLMBacklog
 from shared.outputs import ArtifactRef
 from shared.plan import PlanTask
 from shared.redis_conn import text_redis
 from shared.run_models import RequestCreate, RunPublic
-from shared.settings import Settings
+from shared.settings import LLM_QUEUE, Settings
 
 
 class Service:
@@ -99,6 +101,7 @@ class Service:
                 return request_id, False  # idempotent resubmission
             if owner is not None:
                 raise ApiError(409, "request_id is already used; choose another", field="request_id")
+        self.refuse_past_backlog()
         if len(uploads) + len(urls) > self.api.api_max_uploads:
             raise ApiError(413, f"too many files: at most {self.api.api_max_uploads} per request", field="files")
         for url, name, field in urls:
@@ -124,6 +127,23 @@ class Service:
             raise ApiError(409, "request_id is already used; choose another", field="request_id")
         self.owners.record_run(user, run_id)
         return run_id, True
+
+    def llm_backlog(self) -> int:
+        """LLM calls not yet answered + plan/respond stages still queued for the LLM worker."""
+        s = self.settings
+        calls = LLMBacklog(self.r, s.key_prefix, s.llm_slots, s.llm_timeout_s + 60).in_flight()
+        return calls + queue_length(self.r, LLM_QUEUE)
+
+    def refuse_past_backlog(self) -> None:
+        """Past HGQ_LLM_MAX_BACKLOG, new work would only time out in the queue: 503 + Retry-After."""
+        limit = self.api.llm_max_backlog
+        if not limit:
+            return
+        backlog = self.llm_backlog()
+        if backlog >= limit:
+            retry = min(60, max(2, 2 * (backlog - limit + 1)))
+            raise ApiError(503, f"the LLM is busy: {backlog} requests are waiting for it (HGQ_LLM_MAX_BACKLOG="
+                           f"{limit}); retry in {retry}s", "overloaded_error", None, {"Retry-After": str(retry)})
 
     def store_uploads(self, user: str, uploads: list[Upload]) -> dict[str, ArtifactRef]:
         refs: dict[str, ArtifactRef] = {}

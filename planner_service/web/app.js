@@ -143,8 +143,9 @@ function setStatus(turn, status) {
   turn.status = status;
   const s = turn.el.querySelector(".status");
   s.textContent = status;
-  s.className = "status " + status;
-  turn.el.dataset.status = status;
+  const state = status.split(/[ ,]/)[0];  // "planning, 2 requests ahead" is in state "planning"
+  s.className = "status " + state;
+  turn.el.dataset.status = state;
   turn.el.querySelector(".cancel").hidden = FINAL_RUN.has(status);
 }
 
@@ -289,6 +290,10 @@ function handleEvent(turn, ev) {
   const d = ev.data;
   const type = d.type || ev.event;
   if (type === "planning") setStatus(turn, "planning");
+  else if (type === "waiting") {
+    const what = d.stage === "respond" ? "writing the answer" : d.stage === "select" ? "choosing models" : "planning";
+    setStatus(turn, d.ahead ? `${what}, ${d.ahead} request${d.ahead === 1 ? "" : "s"} ahead` : what);
+  }
   else if (type === "planned") { setPlan(turn, d.plan || []); setStatus(turn, "running"); }
   else if (type === "task") {
     const n = turn.nodes.get(d.node);
