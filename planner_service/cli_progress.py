@@ -24,6 +24,8 @@ def show_event(ev: RunEvent, names: dict[int, str]) -> None:
             err(f"         [{t['id']}] {t['task']} <- {t['dep']} model={t.get('model')}")
     elif ev.type == "task":
         node = int(ev.data["node"])
+        if ev.data.get("early"):  # started while the plan was still being written
+            names[node] = str(ev.data.get("task", ""))
         status = ev.data["status"]
         extra = ""
         if status == "running":
