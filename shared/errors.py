@@ -7,6 +7,11 @@ class HgqError(Exception):
     """Base of every hgq error; its message is meant for the user."""
 
 
+class InputError(HgqError):
+    """Input that breaks a limit or is not valid text (too deep, too many digits, unpaired surrogates,
+    too many tasks): refused with its reason."""
+
+
 class ConfigError(HgqError):
     """Settings or environment cannot work (missing binary, bad value)."""
 

@@ -12,6 +12,7 @@ Validation rejects every problem at once, before anything is enqueued.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 from typing import Annotated, Literal
@@ -24,6 +25,7 @@ from shared.outputs import ArtifactRef
 
 Scalar = str | int | float | bool
 GENERATED = re.compile(r"^\s*<\s*GENERATED\s*>\s*-\s*(\d+)\s*$", re.IGNORECASE)
+MAX_TASKS = 64  # tasks in one plan (an LLM plan has a handful; this bounds what a caller can send)
 
 
 class PlanTask(BaseModel):
@@ -136,10 +138,19 @@ def parse_plan_json(raw: str | bytes | list[object]) -> list[PlanTask]:
 
     from pydantic import ValidationError
 
+    from shared import safe_json
+    from shared.errors import InputError
+
     try:
-        data = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
-    except json.JSONDecodeError as exc:
+        data = safe_json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+        if not isinstance(raw, (str, bytes)):
+            safe_json.check_value(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PlanError([f"plan is not JSON: {exc}"]) from exc
+    except InputError as exc:
+        raise PlanError([f"plan refused: {exc}"]) from exc
+    if isinstance(data, list | dict) and len(data.get("tasks", []) if isinstance(data, dict) else data) > MAX_TASKS:
+        raise PlanError([f"a plan has at most {MAX_TASKS} tasks"])
     if isinstance(data, dict) and "tasks" in data:
         data = data["tasks"]
     try:
@@ -174,8 +185,10 @@ def validate_plan(
     uploads = uploads or {}
     tasks = list(tasks)
     problems: list[str] = []
-    ids = [t.id for t in tasks]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if len(tasks) > MAX_TASKS:
+        raise PlanError([f"a plan has at most {MAX_TASKS} tasks ({len(tasks)} given)"])
+    counts = Counter(t.id for t in tasks)
+    dupes = sorted(i for i, c in counts.items() if c > 1)
     if dupes:
         problems.append(f"duplicate task ids {dupes}")
     by_id = {t.id: t for t in tasks}
@@ -232,6 +245,9 @@ def _bind_args(
             problems.append(f"{where}: unknown arg '{name}' (expected {expected})")
             continue
         ref = GENERATED.match(value) if isinstance(value, str) else None
+        if ref and len(ref.group(1)) > 9:
+            problems.append(f"{where}: arg '{name}' references task {ref.group(1)[:12]}..., which cannot exist")
+            continue
         if ref:
             src = int(ref.group(1))
             if src == t.id:

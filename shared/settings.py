@@ -128,7 +128,10 @@ class Settings(BaseSettings):
     api_allowed_mime: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_API_MIME))
     # hosts whose URLs hgq may fetch (image_url / input URLs); empty: never fetch a URL
     api_fetch_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    api_fetch_timeout_s: float = 10.0
+    api_fetch_timeout_s: float = 10.0  # the whole fetch of one URL
+    # fetch from allow-listed hosts even when they resolve to loopback, private or link-local
+    # addresses (a local file server); off, an allowed name pointing inside is refused
+    api_fetch_private: bool = False
     # streaming and waiting
     api_sse_block_ms: int = Field(2000, ge=50)  # one XREAD wait
     api_sse_ping_s: float = 15.0  # keep-alive comment period

@@ -65,7 +65,7 @@ def api_settings_for_tests(**over: Any) -> Any:
     from shared.settings import Settings
 
     base: dict[str, Any] = {"api_sse_block_ms": 300, "api_rate_per_minute": 10_000, "api_max_concurrent": 100,
-                                "api_max_upload_bytes": 300_000, "api_max_uploads": 3, "api_fetch_hosts": ["localhost"],
+                                "api_max_upload_bytes": 300_000, "api_max_uploads": 3, "api_fetch_hosts": ["localhost"], "api_fetch_private": True,
                                 "api_sse_ping_s": 1.0, "api_chat_timeout_s": 60}
     base.update(over)
     return Settings(**base)

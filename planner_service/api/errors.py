@@ -8,6 +8,11 @@ from typing import Any, TypeVar
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
+from shared import safe_json
+from shared.errors import InputError
+
+MAX_DETAILS = 50  # problems listed in one error answer
+
 
 class ApiError(Exception):
     """An error answered as JSON: {"error": {"message", "type", "field", "param", "details"}}."""
@@ -50,16 +55,24 @@ def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
 def validation_error(exc: ValidationError | RequestValidationError) -> ApiError:
     """A 422 naming every bad field as a path: `plan[0].id`, `messages[1].content[0]`. Of the
     errors of a union's branches, the deepest (the branch the input was meant for) are kept."""
-    details = []
+    found = []
     for err in exc.errors():
         field = "body" if err.get("type") == "json_invalid" else _field_path(list(err.get("loc", ())))
-        details.append({"field": field, "problem": str(err.get("msg"))})
-    details = [d for d in details
-               if not any(e["field"].startswith((d["field"] + ".", d["field"] + "[")) for e in details)]
-    details = [d for i, d in enumerate(details) if d not in details[:i]]
+        found.append({"field": field, "problem": str(err.get("msg"))})
+    # linear in the number of errors (a body with thousands of unknown keys must not stall the API)
+    parents = {field[:i] for d in found for field in (d["field"],) for i, ch in enumerate(field) if ch in ".["}
+    details, seen = [], set()
+    for d in found:
+        key = (d["field"], d["problem"])
+        if d["field"] not in parents and key not in seen:
+            seen.add(key)
+            details.append(d)
     first = details[0] if details else {"field": "body", "problem": "invalid"}
-    message = "; ".join(f"{d['field']}: {d['problem']}" for d in details)
-    return ApiError(422, message, field=first["field"], details=details)
+    shown = details[:MAX_DETAILS]
+    message = "; ".join(f"{d['field']}: {d['problem']}" for d in shown)
+    if len(details) > len(shown):
+        message += f"; and {len(details) - len(shown)} more"
+    return ApiError(422, message, field=first["field"], details=shown)
 
 
 
@@ -69,9 +82,11 @@ _Body = TypeVar("_Body", bound=BaseModel)
 def json_body(raw: bytes, model: type[_Body]) -> _Body:
     """Parse and validate a JSON body; 400 for bad JSON, 422 naming the field otherwise."""
     try:
-        data = json.loads(raw)
+        data = safe_json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}", field="body") from exc
+    except InputError as exc:
+        raise ApiError(400, f"body refused: {exc}", field="body") from exc
     try:
         return model.model_validate(data)
     except ValidationError as exc:

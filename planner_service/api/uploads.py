@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
+import socket
+import time
 from pathlib import PurePath
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -19,13 +22,21 @@ from shared.settings import Settings
 
 def fetch_url(url: str, name: str | None, field: str, api: Settings) -> Upload:
     """Fetch a URL only if its host is allow-listed (no SSRF); never a redirect elsewhere."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        raise ApiError(400, "the URL contains whitespace or a control character", field=field)
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError as exc:
+        raise ApiError(400, f"not a valid URL: {exc}", field=field) from exc
     if parts.scheme not in ("http", "https") or not host:
         raise ApiError(400, "only http(s) URLs or data: URLs are accepted", field=field)
     if not host_allowed(host, api.api_fetch_hosts):
         raise ApiError(400, f"fetching from host {host!r} is not allowed (HGQ_API_FETCH_HOSTS)", field=field)
+    if not api.api_fetch_private:
+        refuse_internal_address(host, parts.port or (443 if parts.scheme == "https" else 80), field)
     limit = api.api_max_upload_bytes
+    deadline = time.monotonic() + api.api_fetch_timeout_s  # for the whole fetch, not per read
     try:
         with httpx.Client(follow_redirects=False, timeout=api.api_fetch_timeout_s) as http, \
                 http.stream("GET", url) as resp:
@@ -36,9 +47,27 @@ def fetch_url(url: str, name: str | None, field: str, api: Settings) -> Upload:
                 data += chunk
                 if len(data) > limit:
                     raise ApiError(413, f"the URL's file exceeds {limit} bytes", field=field)
+                if time.monotonic() > deadline:
+                    raise ApiError(400, f"fetching the URL took longer than {api.api_fetch_timeout_s:g} s "
+                                        "(HGQ_API_FETCH_TIMEOUT_S)", field=field)
     except httpx.HTTPError as exc:
         raise ApiError(400, f"fetching the URL failed: {exc}", field=field) from exc
     return Upload(name=name or PurePath(parts.path).name or "download", data=bytes(data), field=field)
+
+
+def refuse_internal_address(host: str, port: int, field: str) -> None:
+    """An allow-listed name must not lead inside: every address it resolves to must be public
+    (no loopback, private, link-local, cloud metadata, multicast or reserved ranges), unless
+    HGQ_API_FETCH_PRIVATE allows it."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ApiError(400, f"cannot resolve host {host!r}: {exc}", field=field) from exc
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global or address.is_multicast:
+            raise ApiError(400, f"host {host!r} resolves to {address}, an internal address: not fetched "
+                                "(HGQ_API_FETCH_PRIVATE=true allows it)", field=field)
 
 
 def host_allowed(host: str, allowed: list[str]) -> bool:
