@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
@@ -13,6 +14,8 @@ from planner_service.demo_retrieval import warm
 from planner_service.stages import run_plan_stage, run_respond_stage
 from shared.celery_app import app
 from shared.errors import StageFailed
+from shared.redis_outage import through_outages
+from shared.settings import get_settings
 from shared.task_names import PLAN_TASK, RESPOND_TASK
 
 
@@ -25,12 +28,17 @@ def _warm_retrieval(**_: object) -> None:
 
 @app.task(bind=True, name=PLAN_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=3)
 def plan_stage(self: Task, run_id: str) -> dict[str, Any]:
-    return _failed_raises(run_plan_stage(self.app, run_id))
+    return _failed_raises(_riding_outages(lambda: run_plan_stage(self.app, run_id), f"plan {run_id}"))
 
 
 @app.task(bind=True, name=RESPOND_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=3)
 def respond_stage(self: Task, run_id: str) -> dict[str, Any]:
-    return _failed_raises(run_respond_stage(self.app, run_id))
+    return _failed_raises(_riding_outages(lambda: run_respond_stage(self.app, run_id), f"respond {run_id}"))
+
+
+def _riding_outages(step: Callable[[], dict[str, Any]], what: str) -> dict[str, Any]:
+    s = get_settings()
+    return through_outages(step, s.redis_url, s.redis_outage_s, what)
 
 
 def _failed_raises(result: dict[str, Any]) -> dict[str, Any]:

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     max_artifact_bytes: int = 64 * 1024 * 1024
     worker_heartbeat_s: float = 3.0
     preload_models: bool = True
+    # how long a stage or node whose Redis went away waits for it before it gives up (its message
+    # stays unacknowledged meanwhile; the step then runs again)
+    redis_outage_s: float = Field(120.0, ge=0)
     diagnostics: bool = False  # register the diag-* task types (benchmarks and tests)
     worker_concurrency: int = 2
     max_fallbacks: int = Field(2, ge=0)  # candidate models a node falls back to when its model fails

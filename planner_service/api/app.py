@@ -15,9 +15,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from planner_service.api import openai_facade, routes_artifacts, routes_requests, routes_service
@@ -65,6 +67,14 @@ def create_api(settings: Settings | None = None, api_settings: Settings | None =
         type_ = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         return JSONResponse(error_body(exc.status_code, str(exc.detail), type_, None),
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(redis.ConnectionError)
+    @app.exception_handler(redis.TimeoutError)
+    @app.exception_handler(OperationalError)
+    async def _outage(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(error_body(503, "hgq's Redis (broker and state) is not reachable right now; nothing was "
+                                            "accepted: retry shortly", "service_unavailable", None),
+                            status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(HgqError)
     async def _hgq(_: Request, exc: HgqError) -> JSONResponse:
