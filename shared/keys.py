@@ -107,3 +107,8 @@ def conversation_files_key(prefix: str, conversation_id: str) -> str:
 def llm_calls_key(prefix: str) -> str:
     """Sorted set: LLM call id -> when it was sent (unix seconds), for every call not yet answered."""
     return f"{prefix}:llm:calls"
+
+
+def reaper_lock_key(prefix: str) -> str:
+    """String (PX): the worker that runs this round of the lost-node reaper."""
+    return f"{prefix}:reaper"

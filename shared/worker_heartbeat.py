@@ -66,6 +66,11 @@ def _start_heartbeat(sender: object, **_: object) -> None:
     announce(client, settings.key_prefix, ann, ttl_s=settings.worker_heartbeat_s * 3)
     prune(client, settings.key_prefix)
     threading.Thread(target=beat, name="hgq-heartbeat", daemon=True).start()
+    from shared.celery_app import app
+    from shared.node_reaper import start_reaper
+
+    start_reaper(getattr(sender, "app", None) or app, client, settings.key_prefix, settings.run_ttl_s,
+                 settings.lease_s, _stop)
     # a cold (soft) shutdown -- SIGTERM with REMAP_SIGTERM=SIGQUIT -- never sends worker_shutdown
     main_pid = os.getpid()
     atexit.register(lambda: _withdraw() if os.getpid() == main_pid else None)
