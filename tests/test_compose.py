@@ -85,3 +85,37 @@ def test_the_image_it_builds_installs_what_setup_installs() -> None:
     assert runtime_apt and all(re.search(rf"\b{re.escape(pkg)}\b", dockerfile) for pkg in runtime_apt)
     assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in dockerfile  # never the CUDA build
     assert "hgq prepare" in dockerfile
+
+
+def test_every_service_has_a_healthcheck_and_starts_after_what_it_needs() -> None:
+    for name, svc in SERVICES.items():
+        if name in ("prometheus", "grafana"):
+            continue
+        check = svc.get("healthcheck") or COMPOSE["x-hgq"].get("healthcheck")
+        assert check and check["test"][0] == "CMD", f"{name} has no healthcheck"
+        if name != "redis":
+            assert svc["depends_on"]["redis"] == {"condition": "service_healthy"}, name
+    assert SERVICES["planner"]["depends_on"]["llm"] == {"condition": "service_healthy"}
+    # each hgq service's check probes the port its command serves
+    probes = {"llm": "8080", "api": "8000", "flower": "5555", "worker-text": "9808", "planner": "9808"}
+    for name, port in probes.items():
+        test = (SERVICES[name].get("healthcheck") or COMPOSE["x-hgq"]["healthcheck"])["test"]
+        assert f":{port}/" in " ".join(test), name
+
+
+def test_redis_is_durable_and_not_published() -> None:
+    redis = SERVICES["redis"]
+    cmd = " ".join(redis["command"])
+    assert "--appendonly yes" in cmd
+    assert any(v.endswith(":/data") for v in redis["volumes"]) and "redis-data" in COMPOSE["volumes"]
+    assert redis["restart"] == "unless-stopped" and "ports" not in redis
+
+
+def test_the_image_is_multi_stage_non_root_and_installs_dependencies_before_the_code() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = [line for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert len(stages) == 2 and " AS builder" in stages[0]
+    runtime = dockerfile.rsplit(stages[1] + "\n", 1)[1]
+    assert "USER hgq" in runtime and "build-essential" not in runtime
+    assert dockerfile.index('pip install ".[models,llm]"') < dockerfile.index("COPY shared shared")
+    assert "llama-server" in dockerfile  # the parallel LLM server, as make setup builds it

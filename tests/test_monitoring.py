@@ -568,3 +568,28 @@ def test_keda_scales_each_queue_on_its_redis_list() -> None:
         assert scaled[f"hgq-worker-{q}"]["spec"]["minReplicaCount"] >= 1  # the registry needs a live worker
     deploy = next(d for d in docs if d["kind"] == "Deployment")
     assert deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 60
+
+
+def test_k8s_manifests_deploy_every_pool_the_llm_and_the_api_with_env_probes_and_limits() -> None:
+    from shared.settings import ALL_QUEUES
+
+    docs = list(yaml.safe_load_all((MON / "k8s" / "keda-scaledobjects.yaml").read_text()))
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert set(deployments) == {*(f"hgq-worker-{q}" for q in ALL_QUEUES), "hgq-llm", "hgq-api"}
+    for name, d in deployments.items():
+        spec = d["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == "hgq-redis", name
+        assert env["OPENAI_BASE_URL"]["value"].startswith("http://hgq-llm."), name
+        assert "livenessProbe" in container, name
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"]) and \
+            {"cpu", "memory"} <= set(container["resources"]["limits"]), name
+        assert container["securityContext"]["runAsNonRoot"] is True, name
+        if name.startswith("hgq-worker-"):
+            assert container["args"] == ["hgq", "worker", name.removeprefix("hgq-worker-")]
+            assert spec["terminationGracePeriodSeconds"] > 60
+    assert deployments["hgq-api"]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] \
+        == "/readyz"
+    services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+    assert services == {"hgq-llm", "hgq-api"}
