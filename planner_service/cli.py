@@ -233,6 +233,21 @@ def worker(pool: str, concurrency: int | None, pool_impl: str | None, loglevel: 
                      "--loglevel", loglevel, "--without-mingle", "--without-gossip"])
 
 
+def _pool_options(pools: tuple[str, ...]) -> tuple[dict[str, str], dict[str, int]]:
+    impls: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    for item in pools:
+        name, _, spec = item.partition("=")
+        impl, _, size = spec.partition(":")
+        if name not in ALL_QUEUES or impl not in ("prefork", "threads", "solo") or (size and not size.isdigit()):
+            raise click.BadParameter(f"{item!r}: expected POOL=IMPL[:N] with POOL one of {', '.join(ALL_QUEUES)} "
+                                     "and IMPL prefork, threads or solo", param_hint="--pool")
+        impls[name] = impl
+        if size:
+            sizes[name] = int(size)
+    return impls, sizes
+
+
 def _stop_on_signals() -> None:
     """Ctrl-C and SIGTERM (systemd, docker stop) both stop what `hgq up` started."""
     import signal
@@ -246,18 +261,22 @@ def _stop_on_signals() -> None:
 
 @main.command()
 @click.option("--no-flower", is_flag=True)
-def up(no_flower: bool) -> None:
+@click.option("--pool", "pools", multiple=True, metavar="POOL=IMPL[:N]",
+              help="a pool's implementation and size, e.g. --pool vision=threads:32 (threads suit pools whose "
+                   "models are remote) --pool text=prefork:4; repeatable")
+def up(no_flower: bool, pools: tuple[str, ...]) -> None:
     """Run the whole local stack in the foreground; Ctrl-C stops what it started."""
     from planner_service.stack import Stack
 
+    impls, sizes = _pool_options(pools)
     settings = get_settings()
     stack = Stack(settings, log_dir=settings.home / "logs")
     _stop_on_signals()
     try:
-        stack.ensure_redis()
+        stack.ensure_redis(private_ok="REDIS_URL" not in os.environ)  # never a silent stand-in for yours
         stack.ensure_llm()
         stack.start_metrics()  # before the workers, which then leave HGQ_METRICS_PORT to it
-        stack.start_workers()
+        stack.start_workers(concurrency=sizes or None, pool_impl=impls)
         from planner_service.cli_api import start_api_process
 
         start_api_process(stack)

@@ -65,11 +65,15 @@ class Stack(AbstractContextManager["Stack"]):
     _llm_server: object | None = None
 
     # --- parts --------------------------------------------------------------------------
-    def ensure_redis(self) -> str:
+    def ensure_redis(self, private_ok: bool = True) -> str:
+        """The configured Redis, or (when `private_ok`) a private redis-server when it cannot be reached."""
         url = self.settings.redis_url
         if reachable(url):
-            self.say(f"redis: using {url}")
+            self.say(f"redis: using {_redacted(url)}")
             return url
+        if not private_ok:
+            raise ConfigError(f"Redis is not reachable at {_redacted(url)} (REDIS_URL): start it, or unset "
+                              "REDIS_URL to let hgq start a private, non-durable redis-server")
         binary = shutil.which("redis-server")
         if binary is None:
             raise ConfigError(f"Redis is not reachable at {url} and no redis-server binary is installed: "
@@ -82,7 +86,8 @@ class Stack(AbstractContextManager["Stack"]):
         self.env["REDIS_URL"] = url
         os.environ["REDIS_URL"] = url
         self.settings = self.settings.model_copy(update={"redis_url": url})
-        self.say(f"redis: started a private redis-server at {url}")
+        self.say(f"redis: started a private redis-server at {url} (no persistence: it lives as long as this "
+                 "process; set REDIS_URL for a durable Redis)")
         return url
 
     def ensure_llm(self) -> str:
@@ -106,10 +111,12 @@ class Stack(AbstractContextManager["Stack"]):
         self.say(f"llm: local {model} at {base_url} ({local.slots} request(s) at once)")
         return base_url
 
-    def start_workers(self, queues: tuple[str, ...] = ALL_QUEUES, concurrency: int | None = None,
-                      timeout_s: float = 120, preload_models: bool | None = None) -> None:
-        """One worker per queue. `preload_models=False` loads each model on its first task instead of
-        at start (a one-call stack: loading every model of every pool would compete with planning)."""
+    def start_workers(self, queues: tuple[str, ...] = ALL_QUEUES, concurrency: int | dict[str, int] | None = None,
+                      timeout_s: float = 120, preload_models: bool | None = None,
+                      pool_impl: dict[str, str] | None = None) -> None:
+        """One worker per queue. `concurrency` and `pool_impl` (prefork/threads/solo) for every queue or
+        per queue. `preload_models=False` loads each model on its first task instead of at start (a
+        one-call stack: loading every model of every pool would compete with planning)."""
         if self.settings.models_file is not None:  # an invalid file: its problems here, not in a worker log
             from shared.custom_models import load_models_file
 
@@ -120,8 +127,11 @@ class Stack(AbstractContextManager["Stack"]):
         started = []
         for queue in queues:
             args = [sys.executable, "-m", "planner_service.cli", "worker", queue]
-            if concurrency:
-                args += ["--concurrency", str(concurrency)]
+            size = concurrency.get(queue) if isinstance(concurrency, dict) else concurrency
+            if size:
+                args += ["--concurrency", str(size)]
+            if pool_impl and queue in pool_impl:
+                args += ["--pool-impl", pool_impl[queue]]
             started.append((queue, self._spawn(f"worker-{queue}", args, env=env)))
         client = text_redis(self.settings.redis_url)
         for queue, proc in started:
@@ -203,3 +213,8 @@ def _port_open(host: str, port: int) -> bool:
     except OSError:
         return False
 
+
+def _redacted(url: str) -> str:
+    import re
+
+    return re.sub(r"//[^@/]*@", "//***@", url)

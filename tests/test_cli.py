@@ -123,3 +123,11 @@ def test_sigterm_during_ask_cancels_the_run(stack, hgq_env, fake_llm, tmp_path: 
     assert proc.returncode == 130 and f"cancelling {run_id}" in rest, rest
     shown = _hgq(["show", run_id, "--json"], hgq_env)
     assert json.loads(shown.stdout)["status"] in ("cancelled", "failed"), shown.stdout
+
+
+def test_up_refuses_a_bad_pool_option_and_an_unreachable_explicit_redis(hgq_env) -> None:  # type: ignore[no-untyped-def]
+    bad = _hgq(["up", "--pool", "vision=rocket:3"], hgq_env, timeout=60)
+    assert bad.returncode == 2 and "POOL=IMPL[:N]" in bad.stderr, bad.stderr
+    down = _hgq(["up", "--no-flower"], {**hgq_env, "REDIS_URL": _dead_redis_url()}, timeout=60)
+    assert down.returncode == 1 and "Redis is not reachable" in down.stderr and "REDIS_URL" in down.stderr, down.stderr
+    assert "private" in down.stderr  # it says how to get a private one instead of silently starting it

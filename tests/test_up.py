@@ -36,7 +36,8 @@ def test_up_serves_ask_and_stops_everything_on_sigterm(hgq_env, tmp_path: Path) 
     env = {**os.environ, **hgq_env, "REDIS_URL": redis_db2, "HGQ_HOME": str(tmp_path), "HGQ_API_AUTH": "0",
            "HGQ_API_PORT": str(api_port), "HGQ_FLOWER_PORT": str(flower_port)}
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
-    up = subprocess.Popen([sys.executable, "-m", "planner_service.cli", "up"], env=env, stdout=log,
+    up = subprocess.Popen([sys.executable, "-m", "planner_service.cli", "up", "--pool", "vision=threads:5"],
+                          env=env, stdout=log,
                           stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -45,6 +46,8 @@ def test_up_serves_ask_and_stops_everything_on_sigterm(hgq_env, tmp_path: Path) 
             time.sleep(0.2)
         assert httpx.get(f"http://127.0.0.1:{api_port}/readyz").json()["ready"] is True
         assert httpx.get(f"http://127.0.0.1:{flower_port}/healthcheck").status_code == 200
+        caps = httpx.get(f"http://127.0.0.1:{api_port}/v1/capabilities").json()
+        assert caps["pools"]["vision"] == 5, caps["pools"]  # --pool vision=threads:5
         spawned = _children(up.pid)
         assert len(spawned) >= 6, spawned  # 4 pool workers, the API, Flower
         plan = tmp_path / "plan.json"
@@ -55,9 +58,12 @@ def test_up_serves_ask_and_stops_everything_on_sigterm(hgq_env, tmp_path: Path) 
         assert "starting an embedded one" not in ask.stderr  # it used the running stack
         assert json.loads(ask.stdout)["tasks"]["0"]["output"]["text"] == "n0(up)"
     finally:
+        stopping = time.monotonic()
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=90)
+    stopped_in = time.monotonic() - stopping
     assert up.returncode == 0
+    assert stopped_in < 20, f"idle pools took {stopped_in:.1f} s to stop after SIGTERM"
     time.sleep(0.5)
     alive = [p for p in spawned if Path(f"/proc/{p}").exists()]
     assert alive == [], f"left running: {alive}"
