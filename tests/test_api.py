@@ -633,3 +633,27 @@ def test_oversized_bodies_are_refused_before_they_are_read(api: ThreadServer, us
             assert chunk, reply
             reply += chunk
     assert reply.startswith("HTTP/1.1 413") and '"field":"body"' in reply and "nosniff" in reply
+
+
+def test_docs_work_offline_and_declare_the_bearer_scheme(api: ThreadServer) -> None:
+    page = httpx.get(f"{api.url}/docs")
+    assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+    assert "cdn.jsdelivr.net" not in page.text and "unpkg.com" not in page.text  # nothing from the internet
+    js = httpx.get(f"{api.url}/docs-assets/swagger-ui-bundle.js")
+    assert js.status_code == 200 and len(js.content) > 100_000
+    assert httpx.get(f"{api.url}/docs-assets/swagger-ui.css").status_code == 200
+    spec = httpx.get(f"{api.url}/openapi.json").json()
+    schemes = spec["components"]["securitySchemes"]
+    assert any(s["type"] == "http" and s["scheme"] == "bearer" for s in schemes.values())
+    post = spec["paths"]["/v1/requests"]["post"]
+    assert post.get("security"), "POST /v1/requests does not declare its bearer auth"
+
+
+def test_a_model_can_be_retrieved_by_id_with_the_openai_client(api: ThreadServer, users: dict[str, str]) -> None:
+    import openai
+    from openai import OpenAI
+
+    oai = OpenAI(base_url=f"{api.url}/v1", api_key=users["alice"], max_retries=0)
+    assert oai.models.retrieve("hgq").id == "hgq"
+    with pytest.raises(openai.NotFoundError):
+        oai.models.retrieve("gpt-17")

@@ -47,10 +47,11 @@ def create_api(settings: Settings | None = None, api_settings: Settings | None =
             await svc.aredis.aclose()
             svc.aredis = None
 
-    app = FastAPI(title="hgq", version=VERSION, lifespan=lifespan,
+    app = FastAPI(title="hgq", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="HuggingGPT on Celery and Redis: requests, live events, artifacts, and an "
                               "OpenAI-compatible chat endpoint. Authenticate with `Authorization: Bearer <key>`.")
     app.state.service = svc
+    _offline_docs(app)
 
     # --- errors ------------------------------------------------------------------------------
     @app.exception_handler(ApiError)
@@ -89,6 +90,22 @@ def create_api(settings: Settings | None = None, api_settings: Settings | None =
     openai_facade.register(app, svc)
     _add_schemas(app)
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs with the Swagger UI assets of the swagger-ui-bundle package, served here: it works with
+    no internet (FastAPI's default loads them from a CDN)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Any:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="hgq API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="data:,")
 
 
 def _add_schemas(app: FastAPI) -> None:

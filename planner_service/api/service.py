@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import redis
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from planner_service.api.errors import ApiError
@@ -230,8 +231,13 @@ class Service:
 
 
 
-async def current_user(request: Request) -> str:
-    """The user of the request's Bearer key (401 when missing or invalid)."""
+_BEARER = HTTPBearer(auto_error=False, description="an API key from `hgq keys create NAME`")
+
+
+async def current_user(request: Request,
+                       _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None) -> str:
+    """The user of the request's Bearer key (401 when missing or invalid). `_declared` only declares
+    the bearer scheme in the OpenAPI document (the Authorize button of /docs); the header is read here."""
     svc: Service = request.app.state.service
     return await run_in_threadpool(svc.user_for, request.headers.get("authorization"))
 
