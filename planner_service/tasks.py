@@ -22,8 +22,10 @@ from shared.task_names import PLAN_TASK, RESPOND_TASK
 @worker_ready.connect(dispatch_uid="hgq-warm-demo-retrieval")
 def _warm_retrieval(**_: object) -> None:
     """Load MiniLM for demonstration retrieval while the worker idles, not inside the first plan
-    (always: the first plan needs it, so even the one-call stack of `hgq ask` gains)."""
-    threading.Thread(target=warm, name="hgq-warm-demos", daemon=True).start()
+    (with HGQ_PRELOAD_MODELS, as the pools load their models: loading competes for the CPU, and a
+    stack that runs explicit plans never needs it)."""
+    if get_settings().preload_models:
+        threading.Thread(target=warm, name="hgq-warm-demos", daemon=True).start()
 
 
 @app.task(bind=True, name=PLAN_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=3)
