@@ -169,10 +169,13 @@ class EarlyStarts:
         if contested or self.run.is_cancelled():
             return
         node = single.nodes[0]
-        self.plan = ValidatedPlan(nodes=[*self.plan.nodes, node])
+        grown = ValidatedPlan(nodes=[*self.plan.nodes, node])
+        self.run.start_early(grown, node.id)
+        publish_nodes(self.app, self.run.run_id, grown, [node.id])
+        # counted as early only once it is surely on its way: one that failed to start or to be
+        # published is an ordinary task of the final plan (its state is then written and it is published)
+        self.plan = grown
         self.reasons[node.id] = reasons[node.id]
-        self.run.start_early(self.plan, node.id)
-        publish_nodes(self.app, self.run.run_id, self.plan, [node.id])
 
 
 OnDelta = Callable[[str], None]

@@ -29,7 +29,12 @@ return {'run', n}
 
 # KEYS: lease   ARGV: token, lease_ms
 RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])  -- lapsed (a Redis outage): take it back
+  return 1
+end
 return 0
 """
 

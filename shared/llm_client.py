@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 
+import httpx
 import openai
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
@@ -41,10 +42,10 @@ def _client(base_url: str, api_key: str) -> openai.OpenAI:
 
 
 def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
         return False  # the endpoint may still be generating it
-    if isinstance(exc, openai.APIConnectionError):
-        return True
+    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+        return True  # (a stream broken mid-way raises httpx's errors: openai does not wrap those)
     return isinstance(exc, openai.APIStatusError) and (exc.status_code == 429 or exc.status_code >= 500)
 
 
@@ -71,6 +72,11 @@ class LLM:
         self.calls = 0
 
     # --- deadlines -----------------------------------------------------------------------------
+    def begin(self, stage: str) -> None:
+        """Start the stage's deadline now (a stage's first call starts it otherwise): for an LLM
+        object that serves one stage many times, such as an evaluation's planner."""
+        self._stage_started[stage] = time.monotonic()
+
     def _deadline(self, stage: str) -> float:
         """Monotonic time by which the stage's calls must be done (from its first call)."""
         started = self._stage_started.setdefault(stage, time.monotonic())
@@ -123,14 +129,14 @@ class LLM:
             for attempt in retrying:
                 with attempt:
                     return self._stream(stage, messages, schema, fmt, max_tokens, temperature, piece)
-        except openai.APITimeoutError as exc:
+        except (openai.APITimeoutError, httpx.TimeoutException) as exc:
             raise LLMDeadlineError(
                 f"LLM stage '{stage}' ran past its deadline of {self.settings.stage_timeout_s(stage):.0f} s "
                 "(HGQ_LLM_TIMEOUT_S, or HGQ_LLM_STAGE_TIMEOUTS for one stage)") from exc
         except openai.APIStatusError:
             raise
-        except openai.APIError as exc:
-            raise LLMError(f"LLM endpoint failed in stage '{stage}': {exc}") from exc
+        except (openai.APIError, httpx.TransportError) as exc:
+            raise LLMError(f"LLM endpoint failed in stage '{stage}': {exc!r}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _stream(self, stage: str, messages: list[dict[str, str]], schema: dict[str, Any] | None, fmt: str,

@@ -240,3 +240,14 @@ def test_an_invalid_streamed_plan_drops_what_started_and_repairs(client, fake_ll
 
     run = RunStore(text_redis(settings.redis_url), settings.key_prefix, view.request_id, 60)
     assert run.node_states()[0] == "cancelled" and 0 not in run.outputs()
+
+
+def test_one_llm_object_serving_many_plans_gets_a_fresh_deadline_for_each(settings, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    """An evaluation plans many requests with one LLM object: each plan has the whole stage deadline."""
+    from planner_service.planning import plan_request
+    from shared.catalog import TASK_TYPES
+
+    fake_llm.latency["plan"] = (0.6, 0.0)
+    llm = _llm(settings, fake_llm, llm_stage_timeouts={"plan": 1.0})
+    for _ in range(3):  # 3 x 0.6 s > 1 s: a deadline counted from the first call would fail the third
+        plan_request(llm, "please run the diagnostic", {}, {t for t in TASK_TYPES if t.startswith("diag-")})

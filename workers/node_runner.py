@@ -171,7 +171,11 @@ def execute_node(task: Task, run_id: str, node_id: int) -> dict[str, Any]:
         current_run.reset(ctx_token)
 
     info = _attempted(now.info, now.started, None, "succeeded") if now.info.model_attempts else now.info
-    final = _final_plan(run, plan, node_id, settings)
+    try:
+        final = _final_plan(run, plan, node_id, settings)
+    except PlanNotWritten:
+        run.release(node_id, token)
+        raise task.retry(countdown=1.0, max_retries=None) from None
     if final is None:
         run.release(node_id, token)
         return {"status": "dropped"}
@@ -257,7 +261,10 @@ def _run_expert(node: Node, model: str | None, run: RunStore, settings: Settings
 def _fail(task: Task, run: RunStore, plan: ValidatedPlan, node: Node, error: str,
           info: NodeInfo | None = None) -> dict[str, Any]:
     info = info or run.info(node.id)
-    final = _final_plan(run, plan, node.id, get_settings())
+    try:
+        final = _final_plan(run, plan, node.id, get_settings())
+    except PlanNotWritten:
+        raise task.retry(countdown=1.0, max_retries=None) from None
     if final is None:
         return {"status": "dropped"}
     run.set_info(node.id, info.model_copy(update={"finished_at": time.time(), "error": error}))
@@ -273,13 +280,21 @@ def _final_plan(run: RunStore, plan: ValidatedPlan, node_id: int, settings: Sett
     if streaming is None:  # the plan was whole before any task started
         return plan
     deadline = time.monotonic() + settings.stage_timeout_s("plan") + 30
-    while time.monotonic() < deadline:
-        if response is not None:
-            return None
-        if streaming != "1":  # the plan in hand may be the partial one: read the whole plan
-            _plans.pop(run.run_id, None)
-            final = _load_plan(run, node_id)
-            return final if final is not None and node_id in final.by_id() else None
-        time.sleep(0.01)  # a finished early task waits here: the plan's last tokens are its only delay
-        streaming, response = run.r.hmget(run.k.meta, "streaming", "response")
-    return None
+    try:
+        while time.monotonic() < deadline:
+            if response is not None:
+                return None
+            if streaming != "1":  # the plan in hand may be the partial one: read the whole plan
+                _plans.pop(run.run_id, None)
+                final = _load_plan(run, node_id)
+                return final if final is not None and node_id in final.by_id() else None
+            time.sleep(0.01)  # a finished early task waits here: the plan's last tokens are its only delay
+            streaming, response = run.r.hmget(run.k.meta, "streaming", "response")
+    except SoftTimeLimitExceeded:
+        pass
+    raise PlanNotWritten(f"the plan of run {run.run_id} was still not written when task {node_id} finished")
+
+
+class PlanNotWritten(Exception):
+    """An early task's plan was not complete within the plan deadline (a re-planned or slow plan
+    stage): the task is delivered again later, never dropped while it may still be in the plan."""
