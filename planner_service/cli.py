@@ -112,6 +112,7 @@ def ask(request: str, files: tuple[Path, ...], plan_file: Path | None, as_json: 
     say = (lambda _m: None) if as_json else _err
     _sigterm_interrupts()  # a stopped `hgq ask` cancels its run, as Ctrl-C does
     stack = Stack(settings, say=lambda m: say(f"[stack] {m}"), log_dir=settings.home / "logs")
+    accepted: str | None = None
     with _user_errors(), stack:
         try:
             if not stack_running(settings):
@@ -127,10 +128,14 @@ def ask(request: str, files: tuple[Path, ...], plan_file: Path | None, as_json: 
             uploads = client.uploads_for(list(files))
             run_id = client.submit(RequestCreate(text=request, uploads=uploads, plan=plan, request_id=request_id,
                                                  conversation_id=conversation_id))
+            accepted = run_id
             say(f"request {run_id} accepted")
             run = _wait(client, run_id, timeout, show=not as_json)
             view = client.view(run_id, artifact_dir=settings.output_dir)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            if accepted is not None and not getattr(stop, "cancelled", False):  # stopped before the wait began
+                _err(f"cancelling {accepted}")
+                client.cancel(accepted)
             _err("interrupted")
             sys.exit(130)
     _print_view(view, as_json)
@@ -160,9 +165,10 @@ def _wait(client: object, run_id: str, timeout: float, show: bool) -> RunPublic:
                 _err(f"timed out after {timeout:.0f}s: cancelling {run_id}")
                 client.cancel(run_id)
                 deadline = float("inf")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         _err(f"cancelling {run_id}")
         client.cancel(run_id)
+        stop.cancelled = True  # type: ignore[attr-defined]
         raise
     return client.view(run_id)
 
