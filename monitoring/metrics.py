@@ -120,7 +120,7 @@ class QueueCollector:
                 ws = [w for w in live if w.pool == q]
                 workers.add_metric([q], len(ws))
                 procs.add_metric([q], sum(w.concurrency for w in ws))
-            calls = LLMBacklog(client, settings.key_prefix, settings.llm_slots, settings.llm_timeout_s + 60)
+            calls = LLMBacklog.from_settings(client, settings)
             backlog.add_metric(["calls"], calls.in_flight())
             backlog.add_metric(["queued"], queue_length(client, "llm"))
         except Exception:  # noqa: BLE001 - a scrape must not fail because Redis blinked

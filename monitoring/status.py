@@ -11,6 +11,7 @@ from shared.dispatch import queue_length
 from shared.errors import ConfigError
 from shared.keys import run_keys, runs_index_key
 from shared.llm_backlog import LLMBacklog
+from shared.redis_conn import redacted
 from shared.registry import WorkerAnnouncement, live_workers
 from shared.settings import ALL_QUEUES
 
@@ -57,7 +58,7 @@ def collect_status(settings: Any, client: Any = None, scan: int = 2000, now: flo
     pipe = client.pipeline(transaction=False)
     for run_id in ids:
         pipe.hmget(run_keys(settings.key_prefix, run_id).meta, "status", "created_at", "left")
-    backlog = LLMBacklog(client, settings.key_prefix, settings.llm_slots, settings.llm_timeout_s + 60)
+    backlog = LLMBacklog.from_settings(client, settings)
     status = Status(workers=by_pool, queued=queued, unacked=unacked, scanned=len(ids),
                     llm_calls=backlog.in_flight(), llm_slots=settings.llm_slots)
     for run_id, (st, created, left) in zip(ids, pipe.execute() if ids else [], strict=True):
@@ -72,7 +73,7 @@ def collect_status(settings: Any, client: Any = None, scan: int = 2000, now: flo
 
 
 def format_status(st: Status, settings: Any, show_runs: int = 10) -> str:
-    lines = [f"hgq status  redis={_redact(settings.redis_url)}  prefix={settings.key_prefix}", ""]
+    lines = [f"hgq status  redis={redacted(settings.redis_url)}  prefix={settings.key_prefix}", ""]
     lines.append(f"{'pool':<8}{'workers':>8}{'procs':>7}{'queued':>8}  hosts / task types")
     for pool, ws in st.workers.items():
         procs = sum(w.concurrency for w in ws)
@@ -109,14 +110,6 @@ def status_report(settings: Any, client: Any = None, show_runs: int = 10) -> str
     try:
         st = collect_status(settings, client)
     except redis.RedisError as exc:
-        raise ConfigError(f"Redis at {_redact(settings.redis_url)} is not reachable: {exc}") from exc
+        raise ConfigError(f"Redis at {redacted(settings.redis_url)} is not reachable: {exc}") from exc
     return format_status(st, settings, show_runs)
 
-
-def _redact(url: str) -> str:
-    """Hide a password in a Redis URL."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else f"{scheme}://***@{host}"
-    return url

@@ -49,7 +49,9 @@ class _Commands(click.Group):
             _err(f"error: invalid setting: {problems} (fix the environment variable or .env)")
             sys.exit(2)
         except redis.RedisError as exc:
-            url = _redacted_redis_url()
+            from shared.redis_conn import redacted
+
+            url = redacted(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
             _err(f"error: Redis at {url} is not reachable ({exc}): start redis-server, set REDIS_URL, "
                  "or run `hgq up`, which starts a private one")
             sys.exit(1)
@@ -62,12 +64,6 @@ def _env_name(loc: tuple[object, ...]) -> str:
     field = Settings.model_fields.get(name)
     alias = getattr(field, "validation_alias", None) if field else None
     return alias if isinstance(alias, str) else f"HGQ_{name.upper()}"
-
-
-def _redacted_redis_url() -> str:
-    import re
-
-    return re.sub(r"//[^@/]*@", "//***@", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 
 @click.group(cls=_Commands)

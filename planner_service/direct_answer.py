@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from planner_service.responding import bound_text
 from shared.artifacts import artifact_file_name
 from shared.outputs import TaskOutput
 from shared.plan import Node, ValidatedPlan
@@ -48,18 +49,6 @@ def _source_name(node: Node, plan: ValidatedPlan) -> str | None:
     return None
 
 
-def _spoken_text(node: Node, outputs: dict[int, TaskOutput]) -> str | None:
-    binding = node.inputs.get("text")
-    if binding is None:
-        return None
-    if binding.type == "literal":
-        return str(binding.value)
-    if binding.type == "output":
-        source = outputs.get(binding.task)
-        return source.as_text() if source is not None else None
-    return None
-
-
 def _part(node: Node, plan: ValidatedPlan, outputs: dict[int, TaskOutput]) -> str | None:
     out = outputs.get(node.id)
     if out is None:
@@ -76,7 +65,7 @@ def _part(node: Node, plan: ValidatedPlan, outputs: dict[int, TaskOutput]) -> st
     if node.task in FILE_RESULTS and out.artifacts:
         files = ", ".join(artifact_file_name(node.id, ref) for ref in out.artifacts)
         if node.task == "text-to-speech":
-            spoken = _spoken_text(node, outputs)
+            spoken = bound_text(node.inputs["text"], outputs) if "text" in node.inputs else None
             return f"Spoken audio: {files}" + (f"\n\nIt says: {spoken}" if spoken else "")
         return f"Made {files}" + (f" from {source}" if source else "") + "."
     return None

@@ -76,8 +76,7 @@ def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], availa
     still wrong (invalid, or missing part of the request) back once; then PlanError, or the first
     valid plan when only the repair round failed."""
     messages = plan_messages(text, uploads, available, history)
-    if hasattr(llm, "begin"):
-        llm.begin("plan")  # one deadline for this request's planning, its repair round included
+    llm.begin("plan")  # one deadline for this request's planning, its repair round included
     problems: list[str] = []
     first_had_tasks = False
     valid: ValidatedPlan | None = None  # a valid first plan that misses part of the request

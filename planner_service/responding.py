@@ -9,7 +9,7 @@ from shared.artifacts import artifact_file_name
 from shared.catalog import TASK_TYPES
 from shared.llm_client import LLM
 from shared.outputs import TaskOutput
-from shared.plan import Node, ValidatedPlan
+from shared.plan import Binding, Node, ValidatedPlan
 from shared.run_models import NodeInfo
 
 MAX_TEXT_CHARS = 1500
@@ -66,16 +66,20 @@ def _text_inputs(node: Node, outputs: dict[int, TaskOutput]) -> dict[str, str]:
     for slot, binding in node.inputs.items():
         if spec is None or spec.inputs[slot].kind != "text":
             continue
-        if binding.type == "literal":
-            value: str | None = str(binding.value)
-        elif binding.type == "output":
-            source = outputs.get(binding.task)
-            value = source.as_text() if source is not None else None
-        else:
-            value = None
+        value = bound_text(binding, outputs)
         if value is not None:
             fed[slot] = value if len(value) <= MAX_INPUT_CHARS else value[:MAX_INPUT_CHARS] + " [...]"
     return fed
+
+
+def bound_text(binding: Binding, outputs: dict[int, TaskOutput]) -> str | None:
+    """The text an input received: its literal, or the text of the task output it is bound to."""
+    if binding.type == "literal":
+        return str(binding.value)
+    if binding.type == "output":
+        source = outputs.get(binding.task)
+        return source.as_text() if source is not None else None
+    return None
 
 
 def fallback_answer(results: list[dict[str, object]], note: str) -> str:

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.errors import LLMError
 from shared.llm_client import LLM
-from shared.model_catalog import catalog_entry, describe, is_local, scores, similarity
+from shared.model_catalog import catalog_entry, describe, ranked_scores, similarity
 from shared.plan import ValidatedPlan
 from shared.registry import ServedModel
 
@@ -48,8 +48,7 @@ def rank_models(request: str, plan: ValidatedPlan, candidates: dict[str, list[Se
         # Only models that understand the task's literal args (style, labels, target ...) compete; when
         # none does, all do, and the chosen model's error names the problem.
         fitting = [m for m in offered if m.accepts(node.params)] or offered
-        scored = sorted(scores(fitting, request), key=lambda ms: (-round(ms[1], 9), not is_local(ms[0]),
-                                                                    ms[0].model_id))
+        scored = ranked_scores(fitting, request)
         ranked = [m for m, _ in scored]
         node.model = ranked[0].model_id
         node.fallbacks = [m.model_id for m in ranked[1:]][:max_fallbacks]

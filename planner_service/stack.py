@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from shared.errors import ConfigError
-from shared.redis_conn import reachable, text_redis
+from shared.redis_conn import reachable, redacted, text_redis
 from shared.registry import live_workers, pools_alive
 from shared.settings import ALL_QUEUES, Settings
 
@@ -69,10 +69,10 @@ class Stack(AbstractContextManager["Stack"]):
         """The configured Redis, or (when `private_ok`) a private redis-server when it cannot be reached."""
         url = self.settings.redis_url
         if reachable(url):
-            self.say(f"redis: using {_redacted(url)}")
+            self.say(f"redis: using {redacted(url)}")
             return url
         if not private_ok:
-            raise ConfigError(f"Redis is not reachable at {_redacted(url)} (REDIS_URL): start it, or unset "
+            raise ConfigError(f"Redis is not reachable at {redacted(url)} (REDIS_URL): start it, or unset "
                               "REDIS_URL to let hgq start a private, non-durable redis-server")
         binary = shutil.which("redis-server")
         if binary is None:
@@ -213,8 +213,3 @@ def _port_open(host: str, port: int) -> bool:
     except OSError:
         return False
 
-
-def _redacted(url: str) -> str:
-    import re
-
-    return re.sub(r"//[^@/]*@", "//***@", url)

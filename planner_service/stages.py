@@ -45,8 +45,7 @@ def _llm(run: RunStore) -> LLM:
     """The LLM as a run's stages use it: usage counted on the run, the stream closed when the run
     is cancelled, and the run told how many requests are ahead of it at the endpoint."""
     s = get_settings()
-    stale_s = max([s.llm_timeout_s, *s.llm_stage_timeouts.values()]) + 60
-    backlog = LLMBacklog(text_redis(s.redis_url), s.key_prefix, s.llm_slots, stale_s)
+    backlog = LLMBacklog.from_settings(text_redis(s.redis_url), s)
 
     def waiting(stage: str, ahead: int) -> None:
         run.event("waiting", stage=stage, ahead=ahead)

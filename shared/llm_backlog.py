@@ -25,6 +25,13 @@ class LLMBacklog:
         self.slots = max(0, slots)  # 0: the endpoint's parallelism is unknown (no queue position)
         self.stale_s = stale_s
 
+    @classmethod
+    def from_settings(cls, r: Any, settings: Any) -> LLMBacklog:
+        """The backlog as every reader and writer sees it: a call is stale once it is older than the
+        longest stage deadline (plus a minute)."""
+        stale_s = max([settings.llm_timeout_s, *settings.llm_stage_timeouts.values()]) + 60
+        return cls(r, settings.key_prefix, settings.llm_slots, stale_s)
+
     def enter(self) -> str:
         call_id = uuid.uuid4().hex
         self.r.zadd(self.key, {call_id: time.time()})

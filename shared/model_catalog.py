@@ -234,11 +234,16 @@ def is_local(model: ServedModel) -> bool:
     return model.backend in LOCAL_BACKENDS
 
 
-def rank(models: list[ServedModel], request_text: str) -> list[ServedModel]:
-    """Best first: popularity + similarity to the request; on ties local models first, then by id."""
+def ranked_scores(models: Iterable[ServedModel], request_text: str) -> list[tuple[ServedModel, float]]:
+    """Each model with its score, best first; on ties local models first, then by id."""
     scored = scores(models, request_text)
     scored.sort(key=lambda ms: (-round(ms[1], 9), not is_local(ms[0]), ms[0].model_id))
-    return [m for m, _ in scored]
+    return scored
+
+
+def rank(models: list[ServedModel], request_text: str) -> list[ServedModel]:
+    """Best first: popularity + similarity to the request; on ties local models first, then by id."""
+    return [m for m, _ in ranked_scores(models, request_text)]
 
 
 # --- building the data file --------------------------------------------------------------------

@@ -29,3 +29,12 @@ def reachable(url: str, timeout_s: float = 0.5) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s).ping())
     except (redis.RedisError, OSError, ValueError):
         return False
+
+
+def redacted(url: str) -> str:
+    """A Redis URL fit to print: its password hidden."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else f"{scheme}://***@{host}"
+    return url

@@ -113,6 +113,9 @@ class _ScriptedLLM:
         self.replies = list(replies)
         self.calls: list[list[dict[str, str]]] = []
 
+    def begin(self, stage: str) -> None:
+        pass
+
     def chat_json(self, stage: str, messages: list[dict[str, str]], schema: object, on_delta: object = None) -> object:
         self.calls.append([dict(m) for m in messages])
         return self.replies.pop(0)

@@ -132,7 +132,7 @@ class Service:
     def llm_backlog(self) -> int:
         """LLM calls not yet answered + plan/respond stages still queued for the LLM worker."""
         s = self.settings
-        calls = LLMBacklog(self.r, s.key_prefix, s.llm_slots, s.llm_timeout_s + 60).in_flight()
+        calls = LLMBacklog.from_settings(self.r, s).in_flight()
         return calls + queue_length(self.r, LLM_QUEUE)
 
     def refuse_past_backlog(self) -> None:
