@@ -19,6 +19,17 @@ def wait_final(client: Any, run_id: str, timeout_s: float = 60) -> RunPublic:
     raise AssertionError(f"run {run_id} not final after {timeout_s}s: {client.view(run_id).model_dump_json()}")
 
 
+def wait_running(client: Any, run_id: str, node: str = "0", timeout_s: float = 30) -> Any:
+    """The node's TaskPublic once it runs in a worker process (its pid known)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        task = client.view(run_id).tasks.get(node)
+        if task is not None and task.status == "running" and task.pid:
+            return task
+        assert time.monotonic() < deadline, f"node {node} never started"
+        time.sleep(0.05)
+
+
 def run_plan(client: Any, tasks: list[dict[str, Any]], text: str = "diagnostic request",
              timeout_s: float = 60, **kw: Any) -> RunPublic:
     run_id = client.submit(RequestCreate(text=text, plan=parse_plan_json(tasks), **kw))

@@ -184,17 +184,11 @@ def test_sigkill_mid_task_is_redelivered_and_the_run_succeeds(client) -> None:  
 
     from shared.plan import parse_plan_json
     from shared.run_models import RequestCreate
-    from tests.helpers import wait_final
+    from tests.helpers import wait_final, wait_running
 
     plan = [diag(0, [], 2.0), diag(1, [0], 0.1, text="<GENERATED>-0")]
     rid = client.submit(RequestCreate(text="survive a kill", plan=parse_plan_json(plan)))
-    deadline = time.monotonic() + 20
-    while True:
-        task = client.view(rid).tasks.get("0")
-        if task is not None and task.status == "running" and task.pid:
-            break
-        assert time.monotonic() < deadline, "node 0 never started"
-        time.sleep(0.05)
+    task = wait_running(client, rid, "0", timeout_s=20)
     time.sleep(0.3)  # mid-task
     os.kill(task.pid, signal.SIGKILL)
     view = wait_final(client, rid, timeout_s=60)

@@ -23,7 +23,7 @@ def test_a_killed_worker_s_node_runs_again_within_twice_the_lease(fake_llm, hgq_
     from planner_service.stack import Stack
     from shared.run_models import RequestCreate
     from shared.settings import Settings
-    from tests.helpers import wait_final
+    from tests.helpers import wait_final, wait_running
 
     redis_server = _Redis(tmp_path)
     redis_server.start()
@@ -41,13 +41,7 @@ def test_a_killed_worker_s_node_runs_again_within_twice_the_lease(fake_llm, hgq_
             stack.start_workers(("text",), concurrency=1)  # a second text worker to take over
             client = HgqClient(settings, publisher_app(settings))
             rid = client.submit(RequestCreate(text="run the slow one"))
-            deadline = time.monotonic() + 30
-            while True:
-                task = client.view(rid).tasks.get("0")
-                if task is not None and task.status == "running" and task.pid:
-                    break
-                assert time.monotonic() < deadline, "node 0 never started"
-                time.sleep(0.05)
+            task = wait_running(client, rid, "0", timeout_s=30)
             victim = next(p for name, p in stack.procs if name == "worker-text" and _is_parent_of(p.pid, task.pid))
             time.sleep(0.5)
             os.killpg(victim.pid, signal.SIGKILL)  # the main process and its children
