@@ -95,18 +95,19 @@ class QueueCollector:
 
     def __init__(self, settings: Any = None):
         self.settings = settings
+        self._depths: Any = None  # kept across scrapes (one broker connection)
 
     def collect(self) -> Any:
         from prometheus_client.core import GaugeMetricFamily
 
-        from shared.dispatch import queue_length
+        from shared.broker_queues import QueueDepths
         from shared.llm_backlog import LLMBacklog
         from shared.redis_conn import text_redis
         from shared.registry import live_workers
         from shared.settings import ALL_QUEUES, get_settings
 
         settings = self.settings or get_settings()
-        length = GaugeMetricFamily("hgq_queue_length", "Messages waiting in a queue (Redis list length)",
+        length = GaugeMetricFamily("hgq_queue_length", "Messages waiting in a queue (on the broker)",
                                    labels=["queue"])
         workers = GaugeMetricFamily("hgq_workers", "Live worker processes (main) per pool", labels=["pool"])
         procs = GaugeMetricFamily("hgq_worker_processes", "Execution slots (concurrency) per pool", labels=["pool"])
@@ -115,14 +116,17 @@ class QueueCollector:
         try:
             client = text_redis(settings.redis_url)
             live = live_workers(client, settings.key_prefix)
+            if self._depths is None:
+                self._depths = QueueDepths(settings, client)
+            depths = self._depths
             for q in ALL_QUEUES:
-                length.add_metric([q], queue_length(client, q))
+                length.add_metric([q], depths.length(q))
                 ws = [w for w in live if w.pool == q]
                 workers.add_metric([q], len(ws))
                 procs.add_metric([q], sum(w.concurrency for w in ws))
             calls = LLMBacklog.from_settings(client, settings)
             backlog.add_metric(["calls"], calls.in_flight())
-            backlog.add_metric(["queued"], queue_length(client, "llm"))
+            backlog.add_metric(["queued"], depths.length("llm"))
         except Exception:  # noqa: BLE001 - a scrape must not fail because Redis blinked
             MONITORING_ERRORS.labels("queue_collector").inc()
             return []

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.dispatch import queue_length
+from shared.broker_queues import QueueDepths, redis_queue_length
 from shared.errors import ConfigError
 from shared.keys import run_keys, runs_index_key
 from shared.llm_backlog import LLMBacklog
@@ -15,7 +15,7 @@ from shared.redis_conn import redacted
 from shared.registry import WorkerAnnouncement, live_workers
 from shared.settings import ALL_QUEUES
 
-__all__ = ["collect_status", "format_status", "queue_length", "status_report"]
+__all__ = ["collect_status", "format_status", "redis_queue_length", "status_report"]
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
 UNACKED_KEY = "unacked"  # kombu: hash of messages delivered to a worker and not yet acknowledged
 
@@ -50,8 +50,13 @@ def collect_status(settings: Any, client: Any = None, scan: int = 2000, now: flo
     by_pool: dict[str, list[WorkerAnnouncement]] = {q: [] for q in ALL_QUEUES}
     for w in workers:
         by_pool.setdefault(w.pool, []).append(w)
-    queued = {q: queue_length(client, q) for q in by_pool}
-    unacked = int(client.hlen(UNACKED_KEY))
+    depths = QueueDepths(settings, client)
+    try:
+        queued = {q: depths.length(q) for q in by_pool}
+    finally:
+        depths.close()
+    # kombu's Redis transport keeps unacknowledged messages in Redis; RabbitMQ keeps its own count
+    unacked = 0 if settings.broker_is_amqp else int(client.hlen(UNACKED_KEY))
 
     ids = client.zrevrangebyscore(runs_index_key(settings.key_prefix), "+inf", now - settings.run_ttl_s,
                                   start=0, num=scan)
@@ -73,7 +78,8 @@ def collect_status(settings: Any, client: Any = None, scan: int = 2000, now: flo
 
 
 def format_status(st: Status, settings: Any, show_runs: int = 10) -> str:
-    lines = [f"hgq status  redis={redacted(settings.redis_url)}  prefix={settings.key_prefix}", ""]
+    broker = f"  broker={redacted(settings.broker)}" if settings.broker_is_amqp else ""
+    lines = [f"hgq status  redis={redacted(settings.redis_url)}{broker}  prefix={settings.key_prefix}", ""]
     lines.append(f"{'pool':<8}{'workers':>8}{'procs':>7}{'queued':>8}  hosts / task types")
     for pool, ws in st.workers.items():
         procs = sum(w.concurrency for w in ws)

@@ -68,6 +68,8 @@ class Stack(AbstractContextManager["Stack"]):
     def ensure_redis(self, private_ok: bool = True) -> str:
         """The configured Redis, or (when `private_ok`) a private redis-server when it cannot be reached."""
         url = self.settings.redis_url
+        if self.settings.broker_is_amqp:
+            self._check_amqp_broker()
         if reachable(url):
             self.say(f"redis: using {redacted(url)}")
             return url
@@ -89,6 +91,17 @@ class Stack(AbstractContextManager["Stack"]):
         self.say(f"redis: started a private redis-server at {url} (no persistence: it lives as long as this "
                  "process; set REDIS_URL for a durable Redis)")
         return url
+
+    def _check_amqp_broker(self) -> None:
+        from kombu import Connection
+
+        broker = self.settings.broker
+        try:
+            with Connection(broker, connect_timeout=3) as conn:
+                conn.ensure_connection(max_retries=1)
+        except Exception as exc:  # noqa: BLE001 - any failure to connect means the same to the user
+            raise ConfigError(f"the broker is not reachable at {redacted(broker)} (HGQ_BROKER_URL): {exc}") from exc
+        self.say(f"broker: RabbitMQ at {redacted(broker)} (quorum queues; Redis keeps runs and state)")
 
     def ensure_llm(self) -> str:
         if self.settings.openai_base_url:

@@ -8,6 +8,7 @@ PY="$VENV/bin/python"
 
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+[ -x /usr/sbin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null || need_apt+=(rabbitmq-server)  # the RabbitMQ broker tests
 command -v tesseract >/dev/null || need_apt+=(tesseract-ocr tesseract-ocr-eng)
 [ -d /usr/share/fonts/truetype/dejavu ] || need_apt+=(fonts-dejavu-core)
 [ -d /usr/share/apertium/apertium-eng-spa ] || need_apt+=(apertium apertium-eng-spa)  # rule-based eng<->spa

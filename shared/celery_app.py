@@ -7,8 +7,13 @@ respond stages); a publisher needs none of them, since tasks are sent by name.
 
 from __future__ import annotations
 
-from celery import Celery
+import logging
+from typing import Any
 
+from celery import Celery
+from celery.signals import worker_init
+
+from shared.broker_queues import amqp_queues, declare_amqp_queues
 from shared.settings import LLM_QUEUE, POOLS, Settings, get_settings
 from shared.task_names import node_task_name
 
@@ -17,8 +22,8 @@ def celery_config(settings: Settings) -> dict[str, object]:
     vt = settings.visibility_timeout_s
     routes: dict[str, dict[str, str]] = {node_task_name(p): {"queue": p} for p in POOLS}
     routes["hgq.llm.*"] = {"queue": LLM_QUEUE}
-    return {
-        "broker_url": settings.redis_url,
+    config: dict[str, object] = {
+        "broker_url": settings.broker,
         "result_backend": settings.redis_url,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -48,6 +53,10 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "worker_disable_rate_limits": True,
         "broker_pool_limit": 20,
     }
+    if settings.broker_is_amqp:
+        config["task_queues"] = amqp_queues()  # quorum queues; Celery then drops global QoS by itself
+        config["broker_transport_options"] = {"confirm_publish": True}  # accepted means on the broker
+    return config
 
 
 def create_app(settings: Settings | None = None) -> Celery:
@@ -56,6 +65,15 @@ def create_app(settings: Settings | None = None) -> Celery:
     celery_app.conf.update(celery_config(settings))
     return celery_app
 
+
+@worker_init.connect(dispatch_uid="hgq-declare-queues")
+def _declare_queues(sender: Any = None, **_: Any) -> None:
+    if sender is None or not get_settings().broker_is_amqp:
+        return
+    try:
+        declare_amqp_queues(sender.app)
+    except Exception as exc:  # noqa: BLE001 - the consumer declares its own queues when the broker is back
+        logging.getLogger(__name__).warning("could not declare the broker's queues yet: %s", exc)
 
 
 app = create_app()  # the process's app: workers register their tasks on it, publishers send by name

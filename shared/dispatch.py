@@ -6,8 +6,6 @@ delivery finds the node running or done and does nothing).
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import Celery
 
 from shared.keys import node_task_id, plan_task_id, respond_task_id
@@ -35,17 +33,3 @@ def follow_transition(app: Celery, run_id: str, plan: ValidatedPlan, step: Trans
     publish_nodes(app, run_id, plan, step.ready)
     if step.finalize:
         publish_respond(app, run_id)
-
-
-#: kombu's Redis transport keeps one list per priority step besides the queue's own list.
-_PRIORITY_SEP = "\x06\x16"
-_PRIORITY_STEPS = (3, 6, 9)
-
-
-def queue_length(client: Any, queue: str) -> int:
-    """Messages waiting in a queue of the Redis broker (every priority step's list)."""
-    pipe = client.pipeline(transaction=False)
-    pipe.llen(queue)
-    for step in _PRIORITY_STEPS:
-        pipe.llen(f"{queue}{_PRIORITY_SEP}{step}")
-    return int(sum(pipe.execute()))

@@ -17,6 +17,10 @@ LLM_QUEUE = "llm"
 ALL_QUEUES: tuple[str, ...] = (*POOLS, LLM_QUEUE)
 
 
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+BROKER_SCHEMES = ("redis", "rediss", *AMQP_SCHEMES)
+
+
 class Settings(BaseSettings):
     """Every knob of hgq. Unknown `HGQ_*` variables are ignored; invalid values fail at startup."""
 
@@ -24,6 +28,9 @@ class Settings(BaseSettings):
 
     # --- infrastructure ---------------------------------------------------------------
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    # the Celery broker; unset: the Redis above. amqp://user:pass@host:5672/vhost puts the queues on
+    # RabbitMQ (quorum queues) while Redis keeps runs, state and results
+    broker_url: str | None = None
     key_prefix: str = "hgq"
 
     # --- LLM controller (any OpenAI-compatible endpoint) --------------------------------
@@ -155,6 +162,15 @@ class Settings(BaseSettings):
             return [v.strip().lower() for v in value.split(",") if v.strip()]
         return value
 
+    @field_validator("broker_url", mode="before")
+    @classmethod
+    def _broker_scheme(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str) and value.split("://", 1)[0].lower() not in BROKER_SCHEMES:
+            raise ValueError(f"HGQ_BROKER_URL must start with one of {', '.join(s + '://' for s in BROKER_SCHEMES)}")
+        return value
+
     @field_validator("hf_token", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -171,6 +187,15 @@ class Settings(BaseSettings):
     def stage_timeout_s(self, stage: str) -> float:
         """The deadline of one LLM stage: all its calls (a repair round included) fit in it."""
         return float(self.llm_stage_timeouts.get(stage, self.llm_timeout_s))  # type: ignore[call-overload]
+
+    @property
+    def broker(self) -> str:
+        """The Celery broker's URL: HGQ_BROKER_URL, else REDIS_URL."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def broker_is_amqp(self) -> bool:
+        return self.broker.split("://", 1)[0].lower() in AMQP_SCHEMES
 
     @property
     def visibility_timeout_s(self) -> int:

@@ -493,7 +493,7 @@ def test_status_report_shows_pools_queues_and_runs_in_flight(mon: MonStack) -> N
 
 
 def test_status_counts_queued_messages_and_says_when_redis_is_down(settings) -> None:  # type: ignore[no-untyped-def]
-    from monitoring.status import queue_length, status_report
+    from monitoring.status import redis_queue_length, status_report
     from shared.errors import ConfigError
     from shared.redis_conn import text_redis
 
@@ -502,7 +502,7 @@ def test_status_counts_queued_messages_and_says_when_redis_is_down(settings) -> 
     client.flushdb()
     client.rpush("audio", "a", "b")
     client.rpush("audio\x06\x163", "c")
-    assert queue_length(client, "audio") == 3
+    assert redis_queue_length(client, "audio") == 3
     text = status_report(settings.model_copy(update={"redis_url": url}))
     assert re.search(r"^audio\s+0\s+0\s+3\s", text, re.M), text
     assert "WARNING: 3 queued and no live worker" in text

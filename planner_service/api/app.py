@@ -73,7 +73,7 @@ def create_api(settings: Settings | None = None, api_settings: Settings | None =
     @app.exception_handler(redis.TimeoutError)
     @app.exception_handler(OperationalError)
     async def _outage(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(error_body(503, "hgq's Redis (broker and state) is not reachable right now; nothing was "
+        return JSONResponse(error_body(503, "hgq's Redis or its broker is not reachable right now; nothing was "
                                             "accepted: retry shortly", "service_unavailable", None),
                             status_code=503, headers={"Retry-After": "5"})
 

@@ -20,8 +20,8 @@ from planner_service.api.schemas import RUN_ID, Upload
 from planner_service.api.uploads import fetch_url, safe_name, unique_name
 from planner_service.auth import ApiKeys, Limiter, Ownership
 from planner_service.client import HgqClient, sniff_media
+from shared.broker_queues import QueueDepths
 from shared.conversation import ConversationStore
-from shared.dispatch import queue_length
 from shared.errors import ArtifactError, PlanError, RunNotFound
 from shared.keys import run_keys
 from shared.llm_backlog import LLMBacklog
@@ -48,6 +48,7 @@ class Service:
         self.limiter = Limiter(self.r, settings.key_prefix, settings.run_ttl_s)
         self.owners = Ownership(self.r, settings.key_prefix, settings.run_ttl_s, api.api_history)
         self.aredis: aioredis.Redis | None = None
+        self.depths = QueueDepths(settings, self.r)
 
     # --- auth -------------------------------------------------------------------------------------
     def user_for(self, authorization: str | None) -> str:
@@ -133,7 +134,7 @@ class Service:
         """LLM calls not yet answered + plan/respond stages still queued for the LLM worker."""
         s = self.settings
         calls = LLMBacklog.from_settings(self.r, s).in_flight()
-        return calls + queue_length(self.r, LLM_QUEUE)
+        return calls + self.depths.length(LLM_QUEUE)
 
     def refuse_past_backlog(self) -> None:
         """Past HGQ_LLM_MAX_BACKLOG, new work would only time out in the queue: 503 + Retry-After."""
