@@ -369,11 +369,13 @@ def metrics(port: int | None, host: str | None) -> None:
 
 from planner_service.cli_api import register as _register_api  # noqa: E402  (api, keys)
 from planner_service.cli_eval import register as _register_eval  # noqa: E402  (eval plans)
+from planner_service.cli_mcp import register as _register_mcp  # noqa: E402  (mcp)
 from planner_service.cli_models import register as _register_models  # noqa: E402  (models)
 
 _register_api(main)
 _register_eval(main)
 _register_models(main)
+_register_mcp(main)
 
 if __name__ == "__main__":
     main()

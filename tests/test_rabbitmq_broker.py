@@ -203,3 +203,19 @@ def test_a_rabbitmq_restart_mid_load_loses_no_accepted_request(stack_env, fake_l
                 assert http.post("/v1/requests", json={"text": "and one more afterwards"}).status_code == 202
         finally:
             api.stop()
+
+
+def test_the_broker_setting_takes_redis_or_amqp_urls_only() -> None:
+    from pydantic import ValidationError
+
+    from shared.celery_app import celery_config
+    from shared.settings import Settings
+
+    plain = Settings(redis_url="redis://127.0.0.1:6379/3")  # type: ignore[call-arg]
+    assert plain.broker == "redis://127.0.0.1:6379/3" and not plain.broker_is_amqp
+    assert "task_queues" not in celery_config(plain)  # Redis stays the zero-config broker
+    amqp = Settings(broker_url="amqp://u:p@mq:5672/hgq")  # type: ignore[call-arg]
+    queues = celery_config(amqp)["task_queues"]
+    assert amqp.broker_is_amqp and {q.queue_arguments["x-queue-type"] for q in queues} == {"quorum"}  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError, match="HGQ_BROKER_URL must start with"):
+        Settings(broker_url="kafka://somewhere:9092")  # type: ignore[call-arg]
