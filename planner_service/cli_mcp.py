@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from shared.errors import HgqError
 from shared.settings import get_settings
 
 
@@ -41,12 +42,15 @@ def bearer_guard(app: Any, settings: Any) -> Any:
 @click.option("--port", default=8765, show_default=True, type=int)
 def mcp_cmd(http: bool, host: str, port: int) -> None:
     """Serve hgq over MCP: an `ask` tool and one tool per task type live workers serve."""
-    from planner_service.cli import _err, _user_errors
+    from planner_service.cli_progress import err
     from planner_service.mcp_server import build_server
 
     settings = get_settings()
-    with _user_errors():
+    try:
         server = build_server(settings)
+    except HgqError as exc:
+        err(f"error: {exc}")
+        sys.exit(1)
     if not http:
         import anyio
 
@@ -56,7 +60,7 @@ def mcp_cmd(http: bool, host: str, port: int) -> None:
     import uvicorn
 
     app = bearer_guard(server.streamable_http_app(host=host), settings)
-    _err(f"hgq mcp: streamable HTTP at http://{host}:{port}/mcp (Authorization: Bearer <hgq API key>)")
+    err(f"hgq mcp: streamable HTTP at http://{host}:{port}/mcp (Authorization: Bearer <hgq API key>)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -81,7 +81,7 @@ def test_the_image_it_builds_installs_what_setup_installs() -> None:
     assert no_deps(setup) and no_deps(dockerfile) == no_deps(setup)
     assert '".[models,llm]"' in dockerfile and '".[models,llm,test]"' in setup
     runtime_apt = {pkg for pkgs in re.findall(r"need_apt\+=\(([^)]*)\)", setup) for pkg in pkgs.split()}
-    runtime_apt -= {"redis-server", "chromium", "chromium-driver"}  # its own service; the web page test
+    runtime_apt -= {"redis-server", "rabbitmq-server", "chromium", "chromium-driver"}  # own services; web page test
     assert runtime_apt and all(re.search(rf"\b{re.escape(pkg)}\b", dockerfile) for pkg in runtime_apt)
     assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in dockerfile  # never the CUDA build
     assert "hgq prepare" in dockerfile
