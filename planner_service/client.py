@@ -72,9 +72,12 @@ class HgqClient:
     def upload(self, path: Path) -> ArtifactRef:
         if not path.is_file():
             raise ArtifactError(f"{path}: no such file")
-        data = path.read_bytes()
-        mime, kind = sniff_media(data, path.name)
-        return self.artifacts.put(data, mime, kind, path.name)
+        return self.put_file(path.read_bytes(), path.name)
+
+    def put_file(self, data: bytes, name: str) -> ArtifactRef:
+        """Store a user's file under its sniffed type (ArtifactError for a type hgq does not take)."""
+        mime, kind = sniff_media(data, name)
+        return self.artifacts.put(data, mime, kind, name)
 
     def uploads_for(self, paths: list[Path]) -> dict[str, ArtifactRef]:
         """Each file is known by its name and by the path the user gave."""

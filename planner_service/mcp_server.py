@@ -64,24 +64,22 @@ class HgqTools:
                 if name in served and (self.settings.diagnostics or not t.diagnostic)]
 
     def upload(self, file: McpFile) -> ArtifactRef:
-        from planner_service.client import sniff_media
-
         if len(file.data) > self.settings.max_artifact_bytes * MAX_FILE_BYTES_B64 + 4:
             raise McpUserError(f"{file.name}: larger than {self.settings.max_artifact_bytes} bytes")
         try:
             data = base64.b64decode(file.data, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise McpUserError(f"{file.name}: data is not valid base64 ({exc})") from exc
-        mime, kind = sniff_media(data, file.name)
-        ref: ArtifactRef = self.client.artifacts.put(data, mime, kind, file.name)
+        ref: ArtifactRef = self.client.put_file(data, file.name)
         return ref
 
     def run(self, request: RequestCreate) -> RunPublic:
         run_id = self.client.submit(request)
         deadline = time.monotonic() + self.timeout_s
+        run = self.client.run(run_id)
         while time.monotonic() < deadline:
-            view: RunPublic = self.client.view(run_id)
-            if view.status in FINAL:
+            if run.meta().get("status") in FINAL:  # one hash read; the whole view once, at the end
+                view: RunPublic = self.client.view(run_id)
                 return view
             time.sleep(0.2)
         self.client.cancel(run_id)

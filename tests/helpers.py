@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from shared.plan import parse_plan_json
@@ -47,3 +48,35 @@ def needs(expert_class: Any) -> Any:
 
     reason = expert_class.unavailable_reason()
     return pytest.mark.skipif(reason is not None, reason=reason or "")
+
+
+def submit_for(http: Any, seconds: float) -> tuple[list[str], Counter[int]]:
+    """POST a request every 0.1 s for `seconds`: the ids accepted (202) and the refusals by status.
+    Every refusal must be a 503 with Retry-After (an outage), never a 500."""
+    accepted: list[str] = []
+    refused: Counter[int] = Counter()
+    end = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < end:
+        r = http.post("/v1/requests", json={"text": f"please run number {i}"})
+        if r.status_code == 202:
+            accepted.append(r.json()["request_id"])
+        else:
+            refused[r.status_code] += 1
+            assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0, r.text
+            assert r.json()["error"]["type"] == "service_unavailable"
+        i += 1
+        time.sleep(0.1)
+    return accepted, refused
+
+
+def final_statuses(http: Any, run_ids: list[str], timeout_s: float) -> Counter[str]:
+    """Wait (through the API) until every run is final, or the timeout: the count of each status."""
+    statuses: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        statuses = {rid: http.get(f"/v1/requests/{rid}").json()["status"] for rid in run_ids}
+        if all(s in FINAL_RUN_STATUSES for s in statuses.values()):
+            break
+        time.sleep(0.5)
+    return Counter(statuses.values())

@@ -9,16 +9,14 @@ import shutil
 import subprocess
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import _free_port
-from tests.helpers import diag
+from tests.helpers import diag, final_statuses, submit_for
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -81,8 +79,6 @@ def test_a_redis_restart_mid_load_loses_nothing(own_redis: _Redis, fake_llm, hgq
         stack.env.update(env)
         stack.start_workers(concurrency=1)  # every pool: /readyz wants them all
         api = ThreadServer(create_api(settings, api_settings_for_tests())).start()
-        accepted: list[str] = []
-        refused: Counter[int] = Counter()
         ready_again_s: list[float] = []
         try:
             with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
@@ -100,27 +96,10 @@ def test_a_redis_restart_mid_load_loses_nothing(own_redis: _Redis, fake_llm, hgq
 
                 restarter = threading.Thread(target=restart)
                 restarter.start()
-                end = time.monotonic() + 10
-                i = 0
-                while time.monotonic() < end:
-                    r = http.post("/v1/requests", json={"text": f"please run number {i}"})
-                    if r.status_code == 202:
-                        accepted.append(r.json()["request_id"])
-                    else:
-                        refused[r.status_code] += 1
-                        assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0, r.text
-                        assert r.json()["error"]["type"] == "service_unavailable"
-                    i += 1
-                    time.sleep(0.1)
+                accepted, refused = submit_for(http, 10)
                 restarter.join()
-                statuses: dict[str, Any] = {}
-                deadline = time.monotonic() + 90
-                while time.monotonic() < deadline:
-                    statuses = {rid: http.get(f"/v1/requests/{rid}").json()["status"] for rid in accepted}
-                    if all(s in ("succeeded", "failed", "cancelled") for s in statuses.values()):
-                        break
-                    time.sleep(1)
-                assert Counter(statuses.values()) == {"succeeded": len(accepted)}, Counter(statuses.values())
+                finals = final_statuses(http, accepted, 90)
+                assert finals == {"succeeded": len(accepted)}, finals
                 assert refused[503] > 0, "the outage was not seen"
                 assert ready_again_s and ready_again_s[0] < 15
                 assert all(proc.poll() is None for _, proc in stack.procs), "a worker exited"

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import _free_port
-from tests.helpers import diag
+from tests.helpers import diag, final_statuses, submit_for
 from tests.test_broker_restart import _Redis
 
 pytestmark = pytest.mark.timeout(400)
@@ -162,9 +161,7 @@ def test_a_rabbitmq_restart_mid_load_loses_no_accepted_request(stack_env, fake_l
         stack.env.update(env)
         stack.start_workers(concurrency=1)
         api = ThreadServer(create_api(settings, api_settings_for_tests())).start()
-        accepted: list[str] = []
         back: list[float] = []
-        refused: Counter[int] = Counter()
         try:
             with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
                 def restart() -> None:
@@ -176,27 +173,11 @@ def test_a_rabbitmq_restart_mid_load_loses_no_accepted_request(stack_env, fake_l
 
                 restarter = threading.Thread(target=restart)
                 restarter.start()
-                end = time.monotonic() + 12
-                i = 0
-                while time.monotonic() < end:
-                    r = http.post("/v1/requests", json={"text": f"please run number {i}"})
-                    if r.status_code == 202:
-                        accepted.append(r.json()["request_id"])
-                    else:
-                        refused[r.status_code] += 1
-                        assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0, r.text
-                    i += 1
-                    time.sleep(0.1)
+                accepted, refused = submit_for(http, 12)
                 restarter.join()
-                statuses: dict[str, Any] = {}
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline:
-                    statuses = {rid: http.get(f"/v1/requests/{rid}").json()["status"] for rid in accepted}
-                    if all(s in ("succeeded", "failed", "cancelled") for s in statuses.values()):
-                        break
-                    time.sleep(0.5)
+                finals = final_statuses(http, accepted, 120)
                 drained_s = time.monotonic() - back[0]
-                assert Counter(statuses.values()) == {"succeeded": len(accepted)}, Counter(statuses.values())
+                assert finals == {"succeeded": len(accepted)}, finals
                 assert all(proc.poll() is None for _, proc in stack.procs), "a worker exited"
                 print(f"rabbitmq restart: {len(accepted)} accepted, all succeeded; {refused[503]} refused with 503 "
                       f"during the outage; the last finished {drained_s:.1f} s after the broker was back")
