@@ -189,6 +189,7 @@ def api_cmd(host: str | None, port: int | None, workers: int | None, log_level: 
     """Serve the HTTP API and the web page (one replica; run more anywhere, all state is in Redis)."""
     import uvicorn
 
+    from planner_service.api.http_protocol import JsonErrorH11Protocol
     from shared.redis_conn import reachable
 
     api = get_settings()
@@ -200,7 +201,7 @@ def api_cmd(host: str | None, port: int | None, workers: int | None, log_level: 
     _err(f"hgq api on http://{host}:{port} (docs /docs, web page /)")
     uvicorn.run("planner_service.api:create_api_from_env", factory=True, host=host, port=port,
                 workers=workers or api.api_workers, log_level=log_level, timeout_graceful_shutdown=5,
-                proxy_headers=False)
+                proxy_headers=False, http=JsonErrorH11Protocol)
 
 
 @click.group("keys")

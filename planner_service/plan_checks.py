@@ -2,7 +2,9 @@
 
 `normalise` fixes what needs no judgement, so that a small LLM's slips cost no repair round:
 dependencies follow the data (a task depends on exactly the tasks whose output its args
-reference), a `dep` on a missing task or on itself is dropped, an arg under a wrong name fills
+reference), a `dep` on a missing task or on itself is dropped, a task reading a file the request
+neither attaches nor names is dropped, document-question-answering with no image anywhere becomes
+question-answering over its text, an arg under a wrong name fills
 the task's one empty input slot of its kind, and an input that references its own output (or a
 value of the wrong kind) is pointed at the latest earlier task producing that kind, else at the
 one attached file of that kind, else (text) at the passage the request quotes. A missing media
@@ -62,13 +64,50 @@ def _kind_of(value: object, by_id: Mapping[int, PlanTask], uploads: Mapping[str,
     return {upload.kind} if upload is not None else {"text"}
 
 
+_MEDIA_NAME = re.compile(r"[\w\-./]+\.[A-Za-z0-9]{2,5}")
+
+
+def _phantom(t: PlanTask, uploads: Mapping[str, ArtifactRef], request: str, by_kind: Mapping[str, list[str]]) -> bool:
+    """A task whose image/audio input is a file the request neither attaches nor names, with no
+    attached file of that kind to take instead: a file name copied from a demonstration."""
+    spec = TASK_TYPES.get(t.task)
+    if spec is None:
+        return False
+    for name, slot in spec.inputs.items():
+        value = t.args.get(name)
+        if (slot.kind != "text" and isinstance(value, str) and _ref(value) is None and _MEDIA_NAME.fullmatch(value.strip())
+                and find_upload(value, uploads) is None and not by_kind.get(slot.kind)
+                and value.strip().lower() not in request.lower()):
+            return True
+    return False
+
+
+def _as_text_qa(t: PlanTask, uploads: Mapping[str, ArtifactRef], has_image: bool) -> PlanTask:
+    """document-question-answering with no image anywhere (the document is text: a quoted passage, a
+    .txt the request names) is question-answering over that text."""
+    if t.task != "document-question-answering" or has_image:
+        return t
+    image = t.args.get("image")
+    if isinstance(image, str) and (_ref(image) is not None or find_upload(image, uploads) is not None):
+        return t
+    args = {"question": t.args.get("text", "")}
+    if image:
+        args["text"] = image
+    return t.model_copy(update={"task": "question-answering", "args": args})
+
+
 def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request: str = "") -> list[PlanTask]:
     """The plan with its no-judgement slips fixed (a new list; the input is not changed)."""
-    by_id = {t.id: t for t in tasks}
     by_kind: dict[str, list[str]] = {}
     for name, ref in uploads.items():
         if "/" not in name:
             by_kind.setdefault(ref.kind, []).append(name)
+    # tasks reading a file nobody gave go; what referenced them is re-pointed below like any bad ref
+    tasks = [t for t in tasks if not _phantom(t, uploads, request, by_kind)]
+    has_image = bool(by_kind.get("image")) or any(
+        "image" in TASK_TYPES[t.task].produces for t in tasks if t.task in TASK_TYPES)
+    tasks = [_as_text_qa(t, uploads, has_image) for t in tasks]
+    by_id = {t.id: t for t in tasks}
     out: list[PlanTask] = []
     for t in tasks:
         spec = TASK_TYPES.get(t.task)

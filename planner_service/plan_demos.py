@@ -140,4 +140,37 @@ DEMOS: list[Demo] = [
       _t(1, OCR, [], image="form.png"), _t(2, LANG, [1], text="<GENERATED>-1")]),
     ("Make a short narration about the ocean and turn it into speech.",
      [_t(0, GEN, [], text="A short narration about the ocean"), _t(1, TTS, [0], text="<GENERATED>-0")]),
+    # longer requests that spell out several steps, each working on the one before
+    ("I have a voice memo from a client call saved as notes.wav. Could you first turn it into text, then "
+     "condense that into a short summary, and finally translate the summary into German for my colleague? "
+     "[files: notes.wav (audio)]",
+     [_t(0, ASR, [], audio="notes.wav"), _t(1, SUM, [0], text="<GENERATED>-0"),
+      _t(2, TRANS, [1], text="<GENERATED>-1", target="German")]),
+    ("A colleague wrote 'La riunione è spostata a giovedì pomeriggio' in our chat. Can you put that into "
+     "English and then tell me how close the English version is to 'The meeting moved to Thursday afternoon'?",
+     [_t(0, TRANS, [], text="La riunione è spostata a giovedì pomeriggio", target="English"),
+      _t(1, SIM, [0], text="<GENERATED>-0", text2="The meeting moved to Thursday afternoon")]),
+    ("Here's kitchen.jpg. Work out what the picture shows, then write me a friendly chatty reply about it, "
+     "and after that read the reply out loud. [files: kitchen.jpg (image)]",
+     [_t(0, ICLS, [], image="kitchen.jpg"), _t(1, CHAT, [0], text="<GENERATED>-0"),
+      _t(2, TTS, [1], text="<GENERATED>-1")]),
+    ("My scanned receipt is receipt.png. Could you find out which shop issued it, and then pick out any "
+     "names of people, places or companies in that answer? [files: receipt.png (image)]",
+     [_t(0, DOCQA, [], image="receipt.png", text="Which shop issued this receipt?"),
+      _t(1, NER, [0], text="<GENERATED>-0")]),
+    ("I recorded the history seminar as seminar.wav. From what is said there, when was the treaty signed? "
+     "Please give me the answer as audio too. [files: seminar.wav (audio)]",
+     [_t(0, ASR, [], audio="seminar.wav"), _t(1, QA, [0], text="<GENERATED>-0", question="When was the treaty signed?"),
+      _t(2, TTS, [1], text="<GENERATED>-1")]),
+    ("Look at yard.jpg and find the people in it, then write a short paragraph about what was found and "
+     "translate that paragraph into French. [files: yard.jpg (image)]",
+     [_t(0, DET, [], image="yard.jpg", labels="person"), _t(1, GEN, [0], text="<GENERATED>-0"),
+      _t(2, TRANS, [1], text="<GENERATED>-1", target="French")]),
+    ("Here is a match report: 'Rovers led 2-0 at half time, but United scored three times after the break "
+     "to win.' Shorten it first, and then using the short version tell me who won.",
+     [_t(0, SUM, [], text="Rovers led 2-0 at half time, but United scored three times after the break to win."),
+      _t(1, QA, [0], text="<GENERATED>-0", question="Who won?")]),
+    ("Could you turn the photo of my bike, bike.jpg, into a pencil drawing and then tell me what the drawing "
+     "looks like to an image classifier? [files: bike.jpg (image)]",
+     [_t(0, I2I, [], image="bike.jpg", style="sketch"), _t(1, ICLS, [0], image="<GENERATED>-0")]),
 ]

@@ -32,6 +32,37 @@ PLAN_SCHEMA: dict[str, object] = {
     },
     "required": ["tasks"],
 }
+PLAN_MAX_TOKENS = 900  # a plan of 8 tasks with quoted text fits; a looping generation is cut off here
+PLAN_MAX_ITEMS = 12  # constrained output: more tasks than any request here needs, well under MAX_TASKS
+
+
+def plan_schema(available: set[str]) -> dict[str, object]:
+    """PLAN_SCHEMA narrowed to the offered task types: each task object is one of the served types
+    with exactly its own arg names (input slots and optional args), so a grammar-constrained
+    endpoint cannot write an unknown task type or an arg name the task does not take."""
+    variants: list[dict[str, object]] = []
+    for name in sorted(available):
+        spec = TASK_TYPES.get(name)
+        if spec is None:
+            continue
+        props = {slot: {"type": "string"} for slot in [*spec.inputs, *spec.params]}
+        variants.append({
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "task": {"const": name},
+                "dep": {"type": "array", "items": {"type": "integer"}},
+                "args": {"type": "object", "properties": props,
+                         "required": [n for n, s in spec.inputs.items() if s.required],
+                         "additionalProperties": False},
+            },
+            "required": ["id", "task", "dep", "args"],
+        })
+    if not variants:
+        return PLAN_SCHEMA
+    return {"type": "object",
+            "properties": {"tasks": {"type": "array", "items": {"anyOf": variants}, "maxItems": PLAN_MAX_ITEMS}},
+            "required": ["tasks"]}
 
 def system_prompt(available: set[str]) -> str:
     lines = [TASK_TYPES[name].line() for name in sorted(available) if name in TASK_TYPES]
@@ -44,6 +75,10 @@ def system_prompt(available: set[str]) -> str:
         "- An arg is literal text, the name of an uploaded file, or \"<GENERATED>-N\" for the output of task N.\n"
         "- Image and audio args must name an uploaded file or a <GENERATED>-N of a task that produces that kind.\n"
         "- Use only the arg names listed for a task (input slots and its optional args).\n"
+        "- One task for each thing the user asks for, in the order asked. A step that works on an earlier "
+        "step's result (then, after that, the translated text, the summary, the answer) takes that task's "
+        "<GENERATED>-N, not the original text.\n"
+        "- Use only files the request names or attaches; never invent a file name.\n"
         "- Plan only what the user asked for. If no task is needed (plain conversation), answer {\"tasks\": []}."
     )
 
@@ -76,6 +111,7 @@ def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], availa
     still wrong (invalid, or missing part of the request) back once; then PlanError, or the first
     valid plan when only the repair round failed."""
     messages = plan_messages(text, uploads, available, history)
+    schema = plan_schema(available)
     llm.begin("plan")  # one deadline for this request's planning, its repair round included
     problems: list[str] = []
     first_had_tasks = False
@@ -83,7 +119,8 @@ def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], availa
     for attempt in range(2):
         try:
             # the first plan streams to on_delta (tasks start early); a repaired one does not
-            raw = llm.chat_json("plan", messages, PLAN_SCHEMA, on_delta=on_delta if attempt == 0 else None)
+            raw = llm.chat_json("plan", messages, schema, on_delta=on_delta if attempt == 0 else None,
+                                max_tokens=PLAN_MAX_TOKENS)
             reply_text = json.dumps(raw)
             has_tasks = bool(raw.get("tasks") if isinstance(raw, dict) else raw)
             if attempt == 1 and first_had_tasks and not has_tasks:

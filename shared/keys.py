@@ -112,3 +112,8 @@ def llm_calls_key(prefix: str) -> str:
 def reaper_lock_key(prefix: str) -> str:
     """String (PX): the worker that runs this round of the lost-node reaper."""
     return f"{prefix}:reaper"
+
+
+def url_secret_key(prefix: str) -> str:
+    """string: the HMAC key of signed artifact URLs when HGQ_API_URL_SECRET is unset (one per deployment)"""
+    return f"{prefix}:url-secret"

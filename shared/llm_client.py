@@ -228,9 +228,9 @@ class LLM:
                 self._on_wait(stage, ahead)
 
     def chat_json(self, stage: str, messages: list[dict[str, str]], schema: dict[str, Any],
-                  on_delta: Callable[[str], None] | None = None) -> Any:
+                  on_delta: Callable[[str], None] | None = None, max_tokens: int | None = None) -> Any:
         """A JSON answer (constrained where the endpoint supports it). Raises LLMError if not JSON."""
-        raw = self.chat(stage, messages, schema=schema, on_delta=on_delta)
+        raw = self.chat(stage, messages, schema=schema, on_delta=on_delta, max_tokens=max_tokens)
         try:
             return json.loads(_strip_fences(raw))
         except json.JSONDecodeError as exc:

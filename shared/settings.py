@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     api_chat_timeout_s: float = 600.0  # non-streaming chat completion: wait this long for the answer
     api_model_name: str = "hgq"  # the model name /v1/models lists
     api_history: int = Field(200, ge=1)  # runs kept in a user's history index
+    # chat content links artifacts with signed, expiring URLs that need no header (a browser <img>)
+    api_public_url: str | None = None  # e.g. https://hgq.example.com behind a proxy; default: the request's own
+    api_url_secret: SecretStr | None = None  # HMAC key of those URLs; unset: one random key kept in Redis
+    api_artifact_url_ttl_s: int = Field(24 * 3600, ge=60)  # how long a signed artifact URL works
     # client side: `hgq ask` goes through this API when a URL is set
     api_url: str | None = None  # HGQ_API_URL, e.g. http://127.0.0.1:8000
     api_key: str | None = None  # HGQ_API_KEY
@@ -169,6 +173,16 @@ class Settings(BaseSettings):
             return None
         if isinstance(value, str) and value.split("://", 1)[0].lower() not in BROKER_SCHEMES:
             raise ValueError(f"HGQ_BROKER_URL must start with one of {', '.join(s + '://' for s in BROKER_SCHEMES)}")
+        return value
+
+    @field_validator("api_url_secret", mode="before")
+    @classmethod
+    def _real_secret(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str) and (len(value) < 16 or value.lower() in {"changeme", "change-me", "secret"}):
+            raise ValueError("HGQ_API_URL_SECRET must be a random string of at least 16 characters "
+                             "(e.g. python -c 'import secrets; print(secrets.token_hex(32))'), or unset")
         return value
 
     @field_validator("hf_token", mode="before")

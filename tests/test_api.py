@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -17,7 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
+from planner_service.api.http_protocol import JsonErrorH11Protocol
 from tests.helpers import diag
 from tests.media import shapes_image
 
@@ -41,7 +45,7 @@ class ThreadServer:
 
         self.port = port or free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="on"))
+                                                    lifespan="on", http=JsonErrorH11Protocol))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
@@ -484,7 +488,27 @@ def test_chat_completion_stream(api: ThreadServer, users: dict[str, str]) -> Non
     rid = chunks[0].id.removeprefix("chatcmpl-")
     with httpx.Client(base_url=api.url, headers=auth(users["alice"])) as c:
         run = c.get(f"/v1/requests/{rid}").json()
-    assert run["status"] == "succeeded" and text == run["response"] and len(chunks) >= 4
+    assert run["status"] == "succeeded" and len(chunks) >= 4
+    answer, _, files = text.partition("\n\n![image from task 0](")
+    assert answer == run["response"] and files  # the gray picture, inline after the answer
+    _fetch_signed_image(files.split(")", 1)[0])
+
+
+def _fetch_signed_image(url: str) -> None:
+    """A signed artifact URL works with no Authorization header (a browser <img>); a changed or
+    expired one does not."""
+    assert url.startswith("http://127.0.0.1:") and "/v1/artifacts/" in url and "sig=" in url
+    img = httpx.get(url)
+    assert img.status_code == 200 and img.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(img.content)).mode in ("L", "LA")  # gray, as asked
+    base, _, query = url.partition("?")
+    exp, sig = (p.split("=", 1)[1] for p in query.split("&"))
+    forged = httpx.get(base, params={"exp": exp, "sig": ("0" if sig[0] != "0" else "1") + sig[1:]})
+    assert forged.status_code == 403 and "invalid or has expired" in forged.json()["error"]["message"]
+    later = httpx.get(base, params={"exp": str(int(exp) + 3600), "sig": sig})  # a longer life is not signed
+    assert later.status_code == 403
+    assert httpx.get(base, params={"exp": "1000", "sig": sig}).status_code == 403  # long expired
+    assert httpx.get(base).status_code == 401  # no signature: the owner's key is needed as before
 
 
 def test_chat_completion_raw_sse_ends_with_done(alice: httpx.Client) -> None:
@@ -494,7 +518,11 @@ def test_chat_completion_raw_sse_ends_with_done(alice: httpx.Client) -> None:
         lines = [ln for ln in resp.iter_lines() if ln]
     data = [ln[6:] for ln in lines if ln.startswith("data: ")]
     assert data[-1] == "[DONE]"
-    assert any(ln.startswith(": hgq task 0 succeeded") for ln in lines)  # progress as SSE comments
+    progress = "".join(json.loads(d)["choices"][0]["delta"].get("reasoning_content") or ""
+                       for d in data[:-1] if json.loads(d)["choices"])
+    # progress as reasoning_content (what reasoning-aware chat UIs show while they wait)
+    assert "Plan: 1 task (0 diag-text)" in progress and "Task 0 diag-text started with hgq/diag-text" in progress
+    assert re.search(r"Task 0 diag-text done in \d+\.\d s", progress), progress
     assert json.loads(data[-2])["choices"][0]["finish_reason"] == "stop"
 
 
@@ -657,3 +685,25 @@ def test_a_model_can_be_retrieved_by_id_with_the_openai_client(api: ThreadServer
     assert oai.models.retrieve("hgq").id == "hgq"
     with pytest.raises(openai.NotFoundError):
         oai.models.retrieve("gpt-17")
+
+
+def test_a_weak_url_secret_is_refused_and_an_unset_one_is_shared_through_redis(settings) -> None:  # type: ignore[no-untyped-def]
+    from pydantic import SecretStr, ValidationError
+
+    from planner_service.api.signed_urls import UrlSigner
+    from shared.redis_conn import text_redis
+    from shared.settings import Settings
+
+    with pytest.raises(ValidationError, match="HGQ_API_URL_SECRET"):
+        Settings(api_url_secret="changeme")
+    r = text_redis(settings.redis_url)
+    prefix = "signer-" + uuid.uuid4().hex[:6]
+    try:
+        one, two = UrlSigner(settings, r, prefix), UrlSigner(settings, r, prefix)  # two API replicas
+        query = one.query("a" * 64)
+        exp, sig = (p.split("=", 1)[1] for p in query.split("&"))
+        assert two.valid("a" * 64, exp, sig) and not two.valid("b" * 64, exp, sig)
+        other = UrlSigner(settings.model_copy(update={"api_url_secret": SecretStr("x" * 32)}), r, prefix)
+        assert not other.valid("a" * 64, exp, sig)  # a configured secret replaces the stored one
+    finally:
+        r.delete(f"{prefix}:url-secret")

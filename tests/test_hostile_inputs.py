@@ -167,3 +167,61 @@ def test_line_separators_inside_events_survive_the_stream() -> None:
     lines = list(sse_lines(iter(pieces)))
     data = [line[6:] for line in lines if line.startswith("data: ")]
     assert json.loads("".join(data))["delta"] == text
+
+
+def _raw_exchange(port: int, payload: bytes, timeout: float = 10) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(payload)
+        reply = b""
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return reply
+
+
+@pytest.mark.parametrize("payload", [
+    # a header over h11's 16 KiB limit (left unfinished, so the server has read all of it when it answers)
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 30_000,
+    b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n{}",  # not a number
+    b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",  # two lengths
+    b"GET / HTTP/1.1 extra\r\nHost: x\r\n\r\n",  # broken request line
+], ids=["huge-header", "bad-length", "two-lengths", "bad-request-line"])
+def test_requests_uvicorn_cannot_parse_get_hgqs_json_error(hostile_api: ThreadServer, payload: bytes) -> None:
+    import json
+
+    reply = _raw_exchange(hostile_api.port, payload)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), reply[:200]
+    assert b"content-type: application/json" in head.lower()
+    err = json.loads(body)["error"]
+    assert err["code"] == 400 and "malformed HTTP request" in err["message"]
+
+
+def test_an_unexpected_error_is_a_json_500_and_the_connection_stays_open(settings) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from planner_service.api import create_api
+
+    app = create_api(settings, api_settings_for_tests())
+
+    @app.get("/boom-for-test")
+    def boom() -> None:
+        raise RuntimeError("secret internal detail")
+
+    server = ThreadServer(app).start()
+    try:
+        two = (b"GET /boom-for-test HTTP/1.1\r\nHost: x\r\n\r\n"
+               b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # pipelined on one keep-alive connection
+        reply = _raw_exchange(server.port, two, timeout=3)
+    finally:
+        server.stop()
+    first, _, rest = reply.partition(b"HTTP/1.1 200")
+    assert first.startswith(b"HTTP/1.1 500"), reply[:300]
+    body = json.loads(first.partition(b"\r\n\r\n")[2])
+    assert body["error"]["code"] == 500 and "secret" not in body["error"]["message"]
+    assert b'{"status":"ok"}' in rest  # the second request was answered on the same connection

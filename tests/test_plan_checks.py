@@ -116,7 +116,8 @@ class _ScriptedLLM:
     def begin(self, stage: str) -> None:
         pass
 
-    def chat_json(self, stage: str, messages: list[dict[str, str]], schema: object, on_delta: object = None) -> object:
+    def chat_json(self, stage: str, messages: list[dict[str, str]], schema: object, on_delta: object = None,
+                  max_tokens: object = None) -> object:
         self.calls.append([dict(m) for m in messages])
         return self.replies.pop(0)
 
@@ -191,3 +192,49 @@ def test_retrieval_shows_the_closest_demonstrations_that_can_run() -> None:
     assert all(t["task"] != "automatic-speech-recognition" for _, tasks in no_audio for t in tasks)
     assert pick_demos("Translate 'good morning' into Italian", OFFERED) == pick_demos(
         "Translate 'good morning' into Italian", OFFERED)
+
+
+def test_a_task_reading_a_file_nobody_gave_is_dropped_and_its_reader_takes_the_quoted_text() -> None:
+    """The small LLM copies demonstration file names ("voice.wav") into requests that have no audio."""
+    request = "Translate 'Cet article parle de la France' into English and summarise the translation."
+    fixed = normalise(_tasks([
+        {"id": 0, "task": "automatic-speech-recognition", "dep": [-1], "args": {"audio": "voice.wav"}},
+        {"id": 1, "task": "translation", "dep": [0], "args": {"text": "<GENERATED>-0", "target": "English"}},
+        {"id": 2, "task": "summarization", "dep": [1], "args": {"text": "<GENERATED>-1"}},
+    ]), {}, request)
+    assert [t.task for t in fixed] == ["translation", "summarization"]
+    assert fixed[0].args["text"] == "Cet article parle de la France"  # the quoted passage, not a missing task
+    plan = validate_plan(fixed, {}, OFFERED)
+    assert plan.node(2).deps == [1]
+
+
+def test_a_file_the_request_names_is_kept_so_the_user_hears_it_is_missing() -> None:
+    fixed = normalise(_tasks([{"id": 0, "task": "automatic-speech-recognition", "dep": [-1],
+                               "args": {"audio": "talk.wav"}}]), {}, "Transcribe talk.wav please")
+    assert [t.task for t in fixed] == ["automatic-speech-recognition"]
+    with pytest.raises(PlanError, match="talk.wav"):
+        validate_plan(fixed, {}, OFFERED)
+
+
+def test_document_questions_without_any_image_become_text_question_answering() -> None:
+    fixed = normalise(_tasks([{"id": 0, "task": "document-question-answering", "dep": [-1],
+                               "args": {"image": "example.txt", "text": "Who wrote it?"}}]), {},
+                      "Who is the author of example.txt?")
+    assert fixed[0].task == "question-answering"
+    assert fixed[0].args == {"question": "Who wrote it?", "text": "example.txt"}
+    # with an image attached it stays a document question
+    kept = normalise(_tasks([{"id": 0, "task": "document-question-answering", "dep": [-1],
+                              "args": {"image": "scan.png", "text": "Total?"}}]), _upload("scan.png"), "scan.png total?")
+    assert kept[0].task == "document-question-answering"
+
+
+def test_the_constrained_schema_offers_only_served_types_with_their_own_arg_names() -> None:
+    from planner_service.planning import plan_schema
+
+    schema = plan_schema({"translation", "image-to-text"})
+    variants = schema["properties"]["tasks"]["items"]["anyOf"]  # type: ignore[index]
+    assert sorted(v["properties"]["task"]["const"] for v in variants) == ["image-to-text", "translation"]
+    translation = next(v for v in variants if v["properties"]["task"]["const"] == "translation")
+    args = translation["properties"]["args"]
+    assert set(args["properties"]) == {"text", "target"} and args["required"] == ["text"]
+    assert args["additionalProperties"] is False

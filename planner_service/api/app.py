@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from planner_service.api import openai_facade, routes_artifacts, routes_requests, routes_service
 from planner_service.api.errors import ApiError, error_body, validation_error
-from planner_service.api.middleware import BodyLimit
+from planner_service.api.middleware import BodyLimit, CatchAll
 from planner_service.api.schemas import RequestIn
 from planner_service.api.service import Service
 from planner_service.client import HgqClient
@@ -82,6 +82,7 @@ def create_api(settings: Settings | None = None, api_settings: Settings | None =
         status = 404 if isinstance(exc, RunNotFound) else 400
         return JSONResponse(error_body(status, str(exc), "invalid_request_error", None), status_code=status)
 
+    app.add_middleware(CatchAll)  # innermost of hgq's: the metrics middleware sees its 500s
     app.add_middleware(BodyLimit, max_bytes=api_settings.api_max_body_bytes)
 
     routes_service.register(app, svc)

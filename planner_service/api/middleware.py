@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi.responses import JSONResponse
 
 from planner_service.api.errors import error_body
+
+log = logging.getLogger(__name__)
 
 
 class BodyLimit:
@@ -41,3 +44,34 @@ class BodyLimit:
             await send(message)
 
         await self.app(scope, receive, send_nosniff)
+
+
+class CatchAll:
+    """ASGI middleware: an unexpected exception becomes hgq's JSON 500 and the connection stays
+    open (Starlette's own 500 re-raises, and uvicorn then closes a keep-alive connection). The
+    exception is logged with its traceback; the client sees no internals."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:  # half a response is out: only closing the connection can tell the client
+                raise
+            log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            await JSONResponse(error_body(500, "internal error in hgq's API; it is logged, and nothing you sent "
+                                               "was lost: retry, or report it", "api_error", None),
+                               status_code=500)(scope, receive, send)

@@ -12,9 +12,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from planner_service.api.chat_progress import ChatProgress
 from planner_service.api.errors import ApiError, json_body
 from planner_service.api.schemas import MAX_TEXT, AudioPart, ChatIn, ImagePart, TextPart, Upload
 from planner_service.api.service import Service, User
+from planner_service.api.signed_urls import UrlSigner
 from planner_service.api.sse import SSE_HEADERS, sse_frame
 from planner_service.api.uploads import data_url_bytes, decode_b64
 from shared.run_models import RunPublic
@@ -58,9 +60,11 @@ def register(app: FastAPI, svc: Service) -> None:
                 if item is not None and item[1].get("type") == "done":
                     break
             view = await run_in_threadpool(svc.client.view, run_id)
+            files = await run_in_threadpool(_artifact_markdown, view, svc.signer, str(request.base_url))
             return JSONResponse({
                 "id": cid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": view.response or view.error or ""},
+                "choices": [{"index": 0, "message": {"role": "assistant",
+                                                     "content": (view.response or view.error or "") + files},
                              "finish_reason": "stop"}],
                 "usage": _usage(view), "hgq": _hgq_extra(view)})
 
@@ -72,6 +76,7 @@ def register(app: FastAPI, svc: Service) -> None:
 
         async def stream() -> AsyncIterator[str]:
             yield chunk({"role": "assistant", "content": ""})
+            progress = ChatProgress()
             streamed = False
             idle_since = time.monotonic()
             async for item in svc.events(run_id, "0-0", request):
@@ -86,18 +91,16 @@ def register(app: FastAPI, svc: Service) -> None:
                 if kind == "answer" and ev.get("delta"):  # token events, when the respond stage streams
                     streamed = True
                     yield chunk({"content": str(ev["delta"])})
-                elif kind == "task":
-                    yield f": hgq task {ev.get('node')} {ev.get('status')}\n\n"
-                elif kind in ("planned", "planning"):
-                    yield f": hgq {kind}\n\n"
-                elif kind == "waiting":
-                    yield f": hgq waiting {ev.get('stage')} {ev.get('ahead')} ahead\n\n"
                 elif kind == "done":
                     break
+                elif (line := progress.line(ev)) is not None:  # shown by reasoning-aware chat UIs
+                    yield chunk({"reasoning_content": line})
             view = await run_in_threadpool(svc.client.view, run_id)
             if not streamed:
                 for piece in _pieces(view.response or view.error or ""):
                     yield chunk({"content": piece})
+            if files := await run_in_threadpool(_artifact_markdown, view, svc.signer, str(request.base_url)):
+                yield chunk({"content": files})
             yield chunk({}, "stop", hgq=_hgq_extra(view))
             if include_usage:
                 yield sse_frame({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -170,6 +173,17 @@ def _usage(view: RunPublic) -> dict[str, int]:
     prompt = sum(u.prompt_tokens for u in view.usage.values())
     completion = sum(u.completion_tokens for u in view.usage.values())
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _artifact_markdown(view: RunPublic, signer: UrlSigner, base: str) -> str:
+    """The run's files as markdown after the answer: images inline, audio and others as links, each
+    with a signed URL a browser can open without a key."""
+    lines = []
+    for a in view.artifacts:
+        url = signer.url(base, a.id)
+        label = f"{a.kind} from task {a.task}"
+        lines.append(f"![{label}]({url})" if a.kind == "image" else f"[{label} ({a.mime})]({url})")
+    return "\n\n" + "\n\n".join(lines) if lines else ""
 
 
 def _hgq_extra(view: RunPublic) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from planner_service.api.errors import ApiError
 from planner_service.api.schemas import RUN_ID, Upload
+from planner_service.api.signed_urls import UrlSigner
 from planner_service.api.uploads import fetch_url, safe_name, unique_name
 from planner_service.auth import ApiKeys, Limiter, Ownership
 from planner_service.client import HgqClient, sniff_media
@@ -49,6 +50,7 @@ class Service:
         self.owners = Ownership(self.r, settings.key_prefix, settings.run_ttl_s, api.api_history)
         self.aredis: aioredis.Redis | None = None
         self.depths = QueueDepths(settings, self.r)
+        self.signer = UrlSigner(api, self.r, settings.key_prefix)
 
     # --- auth -------------------------------------------------------------------------------------
     def user_for(self, authorization: str | None) -> str:
@@ -232,11 +234,11 @@ class Service:
 
 
 
-_BEARER = HTTPBearer(auto_error=False, description="an API key from `hgq keys create NAME`")
+BEARER = HTTPBearer(auto_error=False, description="an API key from `hgq keys create NAME`")
 
 
 async def current_user(request: Request,
-                       _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None) -> str:
+                       _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None) -> str:
     """The user of the request's Bearer key (401 when missing or invalid). `_declared` only declares
     the bearer scheme in the OpenAPI document (the Authorize button of /docs); the header is read here."""
     svc: Service = request.app.state.service
