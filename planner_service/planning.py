@@ -128,7 +128,10 @@ def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], availa
                 raise PlanError([f"the repair round dropped all tasks instead of fixing: {'; '.join(problems)}"])
             first_had_tasks = has_tasks
             plan = validate_plan(normalise(parse_plan_json(raw), uploads, text), uploads, available)
-            problems = request_problems(text, plan, uploads, available) if attempt == 0 else []
+            left = request_problems(text, plan, uploads, available)
+            if attempt == 1 and valid is not None and len(left) >= len(problems):
+                return valid  # the "repair" fixed none of what it was asked to: the first plan was no worse
+            problems = left if attempt == 0 else []
             if not problems:
                 return plan
             valid = plan

@@ -141,6 +141,19 @@ def test_when_only_the_repair_round_fails_the_first_valid_plan_stands() -> None:
     assert [n.task for n in plan.nodes] == ["image-to-text"] and len(llm.calls) == 2
 
 
+def test_a_repair_that_fixes_nothing_it_was_asked_to_does_not_replace_the_first_plan() -> None:
+    """A small LLM sometimes answers the repair message with a worse plan (one that even quotes
+    the repair message as its text) that still misses what was asked: the first plan stands."""
+    request = "Translate 'Hola a todos' into English and summarise it."
+    first = {"tasks": [{"id": 0, "task": "translation", "dep": [-1], "args": {"text": "Hola a todos"}}]}
+    worse = {"tasks": [{"id": 0, "task": "text-classification", "dep": [-1],
+                        "args": {"text": "That plan misses part of the request"}}]}
+    llm = _ScriptedLLM(first, worse)
+    plan = plan_request(llm, request, {}, OFFERED)  # type: ignore[arg-type]
+    assert "no summarization task" in llm.calls[1][-1]["content"]
+    assert [n.task for n in plan.nodes] == ["translation"]
+
+
 def test_every_demonstration_is_a_valid_plan_and_every_served_type_is_shown() -> None:
     shown: set[str] = set()
     for request, tasks in DEMOS:
