@@ -16,7 +16,7 @@ from shared.celery_app import app
 from shared.errors import StageFailed
 from shared.redis_outage import through_outages
 from shared.settings import get_settings
-from shared.task_names import PLAN_TASK, RESPOND_TASK
+from shared.task_names import PLAN_TASK, RESPOND_TASK, SIDE_TASK
 
 
 @worker_ready.connect(dispatch_uid="hgq-warm-demo-retrieval")
@@ -36,6 +36,15 @@ def plan_stage(self: Task, run_id: str) -> dict[str, Any]:
 @app.task(bind=True, name=RESPOND_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=3)
 def respond_stage(self: Task, run_id: str) -> dict[str, Any]:
     return _failed_raises(_riding_outages(lambda: run_respond_stage(self.app, run_id), f"respond {run_id}"))
+
+
+@app.task(name=SIDE_TASK, ignore_result=False, acks_late=False, time_limit=120)
+def side_prompt(messages: list[dict[str, str]], max_tokens: int) -> str:
+    """A chat UI's side prompt (a title, tags, follow-up questions), answered by the LLM as it is:
+    no plan, no tasks, no run. The caller waits on the result and has a fallback."""
+    from shared.llm_client import LLM
+
+    return LLM(get_settings()).chat("side", messages, max_tokens=max_tokens)
 
 
 def _riding_outages(step: Callable[[], dict[str, Any]], what: str) -> dict[str, Any]:

@@ -707,3 +707,34 @@ def test_a_weak_url_secret_is_refused_and_an_unset_one_is_shared_through_redis(s
         assert not other.valid("a" * 64, exp, sig)  # a configured secret replaces the stored one
     finally:
         r.delete(f"{prefix}:url-secret")
+
+
+OPEN_WEBUI_TITLE = ("### Task:\nGenerate a concise, 3-5 word title with an emoji summarizing the chat history.\n"
+                    "### Output:\nJSON format: { \"title\": \"your concise title here\" }\n"
+                    "### Chat History:\n<chat_history>\nUSER: transcribe my meeting recording please\n"
+                    "ASSISTANT: Here is the transcript...\n</chat_history>")
+
+
+def test_a_chat_uis_side_prompt_is_one_llm_call_and_no_run(api: ThreadServer, users: dict[str, str], fake_llm) -> None:  # type: ignore[no-untyped-def]
+    """Open WebUI's title prompt must not become a planned run that counts against the user's limits."""
+    from openai import OpenAI
+
+    oai = OpenAI(base_url=f"{api.url}/v1", api_key=users["alice"], max_retries=0)
+    with httpx.Client(base_url=api.url, headers=auth(users["alice"])) as c:
+        before = c.get("/v1/requests").json()
+        plans_before = len(fake_llm.calls("plan"))
+        fake_llm.script("side", '{"title": "🎙️ Meeting transcript"}')
+        res = oai.chat.completions.create(model="hgq", messages=[{"role": "user", "content": OPEN_WEBUI_TITLE}])
+        assert res.choices[0].message.content == '{"title": "🎙️ Meeting transcript"}'
+        assert res.model_extra["hgq"] == {"side_prompt": "title"}  # type: ignore[index]
+        # streamed, with the LLM saying nothing useful: a well-formed title from the conversation
+        fake_llm.script("side", "")
+        chunks = list(oai.chat.completions.create(model="hgq", stream=True,
+                                                  messages=[{"role": "user", "content": OPEN_WEBUI_TITLE}]))
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        assert json.loads(text) == {"title": "transcribe my meeting recording please"}
+        assert c.get("/v1/requests").json() == before  # no run in the history
+    assert len(fake_llm.calls("plan")) == plans_before and len(fake_llm.calls("side")) == 2
+    # an ordinary request that mentions a title is still a run
+    res = oai.chat.completions.create(model="hgq", messages=[{"role": "user", "content": "suggest a title for my essay"}])
+    assert res.model_extra["hgq"]["request_id"]  # type: ignore[index]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,9 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from planner_service.api import side_prompts
 from planner_service.api.chat_progress import ChatProgress
 from planner_service.api.errors import ApiError, json_body
-from planner_service.api.schemas import MAX_TEXT, AudioPart, ChatIn, ImagePart, TextPart, Upload
+from planner_service.api.schemas import MAX_TEXT, AudioPart, ChatIn, ChatMessage, ImagePart, TextPart, Upload
 from planner_service.api.service import Service, User
 from planner_service.api.signed_urls import UrlSigner
 from planner_service.api.sse import SSE_HEADERS, sse_frame
@@ -45,6 +47,8 @@ def register(app: FastAPI, svc: Service) -> None:
         if body.model != api_settings.api_model_name:
             raise ApiError(404, f"model {body.model!r} does not exist; use {api_settings.api_model_name!r}",
                            "not_found_error", "model")
+        if body.hgq_plan is None and (side := _side_prompt(body)) is not None:
+            return await _side_completion(svc, body, *side, api_settings.api_model_name)
         text, uploads, urls = _chat_request(body)
         run_id, _ = await run_in_threadpool(svc.submit, user, text, body.hgq_plan, body.request_id, uploads, urls)
         created = int(time.time())
@@ -108,6 +112,44 @@ def register(app: FastAPI, svc: Service) -> None:
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _text_of(msg: ChatMessage) -> str:
+    if isinstance(msg.content, str):
+        return msg.content
+    return "\n".join(p.text for p in msg.content or [] if isinstance(p, TextPart))
+
+
+def _side_prompt(body: ChatIn) -> tuple[str, str] | None:
+    """(kind, last user text) when the last user message is a chat UI's side prompt."""
+    last = next((m for m in reversed(body.messages) if m.role == "user"), None)
+    text = _text_of(last) if last is not None else ""
+    kind = side_prompts.side_prompt_kind(text)
+    return (kind, text) if kind else None
+
+
+async def _side_completion(svc: Service, body: ChatIn, kind: str, last: str, model: str) -> Response:
+    """A side prompt's completion: one LLM call on the LLM queue, no run, no quota charge."""
+    messages = [{"role": "system" if m.role == "developer" else m.role, "content": _text_of(m)}
+                for m in body.messages if m.role in ("system", "developer", "user", "assistant")]
+    content = await run_in_threadpool(side_prompts.answer, svc.client.app, kind, messages, last)
+    cid, created = f"chatcmpl-side-{uuid.uuid4().hex[:16]}", int(time.time())
+    extra = {"hgq": {"side_prompt": kind}, "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+    if not body.stream:
+        return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": model,
+                             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                          "finish_reason": "stop"}], **extra})
+
+    def frame(delta: dict[str, Any], finish: str | None) -> str:
+        return sse_frame({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                          "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    async def stream() -> AsyncIterator[str]:
+        yield frame({"role": "assistant", "content": content}, None)
+        yield frame({}, "stop")
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 def _chat_request(body: ChatIn) -> tuple[str, list[Upload], list[tuple[str, str | None, str]]]:
