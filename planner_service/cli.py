@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from planner_service.cli_progress import LiveProgress
 from planner_service.cli_progress import err as _err
 from planner_service.cli_progress import print_view as _print_view
 from planner_service.cli_progress import show_event as _show_event
@@ -153,14 +154,18 @@ def _wait(client: object, run_id: str, timeout: float, show: bool) -> RunPublic:
     assert isinstance(client, HgqClient)
     deadline = time.monotonic() + timeout
     names: dict[int, str] = {}
+    live = LiveProgress() if show and sys.stderr.isatty() and os.environ.get("TERM") != "dumb" else None
     try:
-        for ev in client.follow(run_id):
-            if show:
-                _show_event(ev, names)
-            if time.monotonic() > deadline:
-                _err(f"timed out after {timeout:.0f}s: cancelling {run_id}")
-                client.cancel(run_id)
-                deadline = float("inf")
+        with live if live is not None else contextlib.nullcontext():
+            for ev in client.follow(run_id):
+                if live is not None:
+                    live.event(ev)
+                elif show:
+                    _show_event(ev, names)
+                if time.monotonic() > deadline:
+                    _err(f"timed out after {timeout:.0f}s: cancelling {run_id}")
+                    client.cancel(run_id)
+                    deadline = float("inf")
     except KeyboardInterrupt as stop:
         _err(f"cancelling {run_id}")
         client.cancel(run_id)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from shared.run_models import RunEvent, RunPublic
+
+if TYPE_CHECKING:
+    from rich.console import Group, RenderableType
 
 
 def err(msg: str) -> None:
@@ -62,3 +66,80 @@ def print_view(view: RunPublic, as_json: bool) -> None:
         click.echo(f"  file from task {art.task}: {where} ({art.mime}, {art.size} bytes)")
     click.echo("")
     click.echo(view.response or view.error or "(no answer)")
+
+
+_STAGE_WORDS = {"plan": "planning", "respond": "writing the answer", "select": "choosing models"}
+_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "cancelled": "red", "skipped": "dim"}
+
+
+class LiveProgress:
+    """`hgq ask` on a terminal: one status line (planning with the requests ahead at the LLM), a task
+    table updated in place, and the answer as it is written; all of it replaced by the final view
+    when the run ends. `show_event`'s plain lines are what a pipe or a log file gets instead."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(stderr=True)
+        self.status = "submitted"
+        self.tasks: dict[int, dict[str, str]] = {}
+        self.started: dict[int, float] = {}
+        self.answer = ""
+        self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True)
+
+    def __enter__(self) -> LiveProgress:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(*exc)  # type: ignore[arg-type]
+
+    def _render(self) -> Group:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        parts: list[RenderableType] = [Text(f"hgq: {self.status}", style="bold")]
+        if self.tasks:
+            table = Table(show_edge=False, pad_edge=False, box=None)
+            for col in ("id", "task", "status", "model", "time"):
+                table.add_column(col, justify="right" if col in ("id", "time") else "left")
+            for node, t in sorted(self.tasks.items()):
+                status = t.get("status", "")
+                table.add_row(str(node), t.get("task", ""), Text(status, style=_STYLE.get(status, "")),
+                              t.get("model", ""), t.get("time", ""))
+            parts.append(table)
+        if self.answer:
+            parts.append(Text(self.answer))
+        return Group(*parts)
+
+    def event(self, ev: RunEvent) -> None:
+        d = ev.data
+        if ev.type == "planning":
+            self.status = "planning"
+        elif ev.type == "waiting":
+            stage = _STAGE_WORDS.get(str(d.get("stage")), str(d.get("stage")))
+            ahead = int(d.get("ahead", 0))
+            self.status = f"{stage}, {ahead} request(s) ahead at the LLM" if ahead else f"{stage}, now at the LLM"
+        elif ev.type == "planned":
+            for t in d.get("plan", []):
+                self.tasks.setdefault(int(t["id"]), {}).update(task=str(t["task"]), model=str(t.get("model") or ""))
+            self.status = f"running {len(self.tasks)} task(s)" if self.tasks else "answering"
+        elif ev.type == "task":
+            node = int(d["node"])
+            row = self.tasks.setdefault(node, {"task": str(d.get("task", ""))})
+            row["status"] = str(d["status"])
+            if d.get("model"):
+                row["model"] = str(d["model"])
+            ts = float(d.get("ts", time.time()))
+            if d["status"] == "running":
+                self.started[node] = ts
+            elif node in self.started:
+                row["time"] = f"{ts - self.started[node]:.1f}s"
+        elif ev.type == "answer" and d.get("delta"):
+            self.status = "writing the answer"
+            self.answer += str(d["delta"])
+        elif ev.type == "done":
+            self.status = str(d.get("status", "done"))
+        self.live.update(self._render())

@@ -135,3 +135,29 @@ def test_up_refuses_a_bad_pool_option_and_an_unreachable_explicit_redis(hgq_env)
     down = _hgq(["up", "--no-flower"], {**hgq_env, "REDIS_URL": _dead_redis_url()}, timeout=60)
     assert down.returncode == 1 and "Redis is not reachable" in down.stderr and "REDIS_URL" in down.stderr, down.stderr
     assert "private" in down.stderr  # it says how to get a private one instead of silently starting it
+
+
+def test_ask_on_a_terminal_shows_a_live_task_table_and_the_answer_as_it_is_written(  # type: ignore[no-untyped-def]
+        stack, hgq_env, fake_llm, tmp_path: Path) -> None:
+    """On a TTY (a real pseudo-terminal), `hgq ask` draws rich's live view: a status line, the task
+    table updating in place, the answer streaming; then the final view replaces it."""
+    import pexpect
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([diag(0, [], 0.6, text="x"), diag(1, [0], 0.3, pool="vision", text="<GENERATED>-0")]))
+    fake_llm.latency["respond"] = (0.0, 0.05)  # the answer streams word by word
+    try:
+        child = pexpect.spawn(HGQ[0], [*HGQ[1:], "ask", "go live", "--plan", str(plan)],
+                              env={**os.environ, **hgq_env, "TERM": "xterm", "COLUMNS": "120"}, encoding="utf-8",
+                              timeout=90, dimensions=(40, 120))
+        child.expect(r"hgq: running 2 task\(s\)")  # the plan arrived: the table is drawn
+        child.expect(r"diag-text[^\n]*running")  # a row changed in place
+        child.expect(r"diag-vision[^\n]*succeeded")
+        child.expect("writing the answer")  # the respond stage streams into the live view
+        child.expect(r"request \w+: succeeded \(2 task\(s\)")  # the final view
+        child.expect("ANSWER for")
+        child.expect(pexpect.EOF)
+        child.close()
+    finally:
+        fake_llm.latency.pop("respond", None)
+    assert child.exitstatus == 0
