@@ -45,7 +45,8 @@ def start_api_process(stack: Any, host: str | None = None, port: int | None = No
     proc = stack._spawn("api", api_command_line(host, port))
     wait_for(lambda: _port_open(host, port), timeout_s, "api", proc)
     url = f"http://{host}:{port}"
-    stack.say(f"api: {url} (docs at {url}/docs, web page at {url}/)")
+    stack.say(f"api: {url} (docs at {url}/docs, web page at {url}/; the page and the API need a key: "
+              f"hgq keys create NAME)")
     return url
 
 
@@ -198,7 +199,7 @@ def api_cmd(host: str | None, port: int | None, workers: int | None, log_level: 
         _err(f"warning: Redis at {settings.redis_url} is not reachable yet; /readyz says so until it is")
     host = host or api.api_host
     port = port if port is not None else api.api_port
-    _err(f"hgq api on http://{host}:{port} (docs /docs, web page /)")
+    _err(f"hgq api on http://{host}:{port} (docs /docs, web page /; get a key for them with hgq keys create NAME)")
     uvicorn.run("planner_service.api:create_api_from_env", factory=True, host=host, port=port,
                 workers=workers or api.api_workers, log_level=log_level, timeout_graceful_shutdown=5,
                 proxy_headers=False, http=JsonErrorH11Protocol)

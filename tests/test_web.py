@@ -205,3 +205,59 @@ def test_web_page_plain_question_and_errors(web: ThreadServer, web_key: str, bro
     assert err.startswith("plan:") and "make-coffee" in err
     d.execute_script(DROP_JS, "notes.txt", base64.b64encode(b"hello").decode(), "text/plain")
     assert "only images and audio" in d.find_element(By.ID, "error").text
+
+
+def test_web_page_shows_outputs_early_markdown_details_and_fits_small_screens(  # type: ignore[no-untyped-def]
+        web: ThreadServer, web_key: str, browser: Any, fake_llm, tmp_path: Path) -> None:
+    import os
+
+    from selenium.webdriver.common.by import By
+
+    shots = Path(os.environ.get("HGQ_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    d = browser
+    d.get(web.url + "/")
+    # no key yet: the page says how to get one, in its own words
+    d.find_element(By.CSS_SELECTOR, ".example").click()
+    assert d.find_element(By.ID, "prompt").get_attribute("value").startswith("Transcribe the attached recording")
+    d.find_element(By.ID, "send").click()
+    err = _wait(d, lambda: d.find_element(By.ID, "error").text, 10, "the no-key error")
+    assert "needs an API key" in err and "hgq keys create" in err
+    assert d.execute_script("return document.querySelector('link[rel=icon]') !== null")  # no favicon 404
+
+    d.find_element(By.ID, "api-key").send_keys(web_key)
+    d.find_element(By.ID, "key-save").click()
+    d.find_element(By.ID, "prompt").clear()
+    assert d.execute_script(DROP_JS, "photo.png", base64.b64encode(image_bytes()).decode(), "image/png") == 1
+    plan = [{"id": 0, "task": "image-to-image", "dep": [-1], "args": {"image": "photo.png", "style": "gray"}},
+            {"id": 1, "task": "diag-text", "dep": [-1], "args": {"text": "slow", "seconds": 8}}]
+    fake_llm.script("respond", "**Done.** The picture is now gray.\n- task 0: gray filter\n- task 1: `slow`")
+    d.find_element(By.CSS_SELECTOR, "#plan-box summary").click()
+    d.find_element(By.ID, "plan").send_keys(json.dumps(plan))
+    d.find_element(By.ID, "prompt").send_keys("gray it, slowly")
+    d.find_element(By.ID, "send").click()
+    turn = _wait(d, lambda: d.find_elements(By.CSS_SELECTOR, "section.turn"), 20, "the turn")[0]
+
+    # the gray picture appears while task 1 is still running
+    _wait(d, lambda: turn.find_elements(By.CSS_SELECTOR, ".artifacts img"), 20, "the early output image")
+    assert turn.get_attribute("data-status") == "running"
+    # a click on a node shows its details
+    turn.find_element(By.CSS_SELECTOR, '.graph g.node[data-node="0"]').click()
+    details = _wait(d, lambda: turn.find_element(By.CSS_SELECTOR, ".node-details").text, 10, "node details")
+    assert "image-to-image" in details and "model" in details and "gray" in details
+
+    _wait(d, lambda: turn.get_attribute("data-status") == "succeeded", 60, "the run")
+    answer = turn.find_element(By.CSS_SELECTOR, ".answer")
+    _wait(d, lambda: answer.find_elements(By.CSS_SELECTOR, "strong"), 10, "rendered markdown")
+    assert answer.find_element(By.CSS_SELECTOR, "strong").text == "Done."
+    assert [li.text for li in answer.find_elements(By.CSS_SELECTOR, "li")] == ["task 0: gray filter", "task 1: slow"]
+    assert "**" not in answer.text
+
+    for width in (360, 768, 1440):  # phone, tablet, desktop: nothing wider than the window
+        d.set_window_size(width, 900)
+        time.sleep(0.3)
+        overflow = d.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{width}px: the page is {overflow}px wider than the window"
+        assert d.find_element(By.ID, "send").is_displayed() and d.find_element(By.ID, "api-key").is_displayed()
+        d.save_screenshot(str(shots / f"web-{width}.png"))
+    print(f"screenshots in {shots}")

@@ -31,6 +31,11 @@ async function api(path, opts) {
       const body = await resp.json();
       if (body.error) message = (body.error.field ? body.error.field + ": " : "") + body.error.message;
     } catch (_) { /* not JSON */ }
+    if (resp.status === 401) {  // in this page's words, not the API's
+      message = state.key ? "This API key is not valid (revoked or mistyped). Create one with `hgq keys create NAME` "
+        + "on the server and paste it at the top right." : "This page needs an API key: run `hgq keys create NAME` "
+        + "where hgq runs, paste the key at the top right and press Save.";
+    }
     const err = new Error(message);
     err.status = resp.status;
     err.retryAfter = resp.headers.get("Retry-After");
@@ -153,6 +158,30 @@ async function cancel(turn) {
   try { await api("/v1/requests/" + turn.id, { method: "DELETE" }); } catch (e) { showError(e.message); }
 }
 
+// --- answers: a small, safe markdown subset ----------------------------------------------------------
+function inlineMd(text) {  // text is already HTML-escaped
+  return text
+    .replace(/`([^`]+)`/g, "<code>$1</code>")
+    .replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>")
+    .replace(/(^|[^*])\*([^*\s][^*]*)\*/g, "$1<em>$2</em>");
+}
+
+function renderMarkdown(box, text) {
+  const esc = (t) => t.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+  const out = [];
+  let list = null;
+  for (const raw of esc(text).split(/\n/)) {
+    const item = raw.match(/^\s*(?:[-*•]|\d+[.)])\s+(.*)$/);
+    const head = raw.match(/^#{1,4}\s+(.*)$/);
+    if (item) { if (!list) { list = []; } list.push(`<li>${inlineMd(item[1])}</li>`); continue; }
+    if (list) { out.push(`<ul>${list.join("")}</ul>`); list = null; }
+    if (head) out.push(`<p><strong>${inlineMd(head[1])}</strong></p>`);
+    else if (raw.trim()) out.push(`<p>${inlineMd(raw)}</p>`);
+  }
+  if (list) out.push(`<ul>${list.join("")}</ul>`);
+  box.innerHTML = out.join("");
+}
+
 // --- the plan graph ---------------------------------------------------------------------------------
 function num(x) { const v = parseFloat(x); return Number.isFinite(v) ? v : null; }
 
@@ -237,6 +266,8 @@ function drawGraph(turn) {
     g.setAttribute("data-node", n.id);
     g.setAttribute("data-status", n.status);
     g.setAttribute("transform", `translate(${p.x},${p.y})`);
+    g.setAttribute("tabindex", "0");
+    g.addEventListener("click", () => showNodeDetails(turn, n.id));
     const rect = document.createElementNS(SVG, "rect");
     rect.setAttribute("width", W);
     rect.setAttribute("height", H);
@@ -261,6 +292,26 @@ function drawGraph(turn) {
     svg.append(g);
   }
   box.replaceChildren(svg);
+}
+
+async function showNodeDetails(turn, id) {  // what a task got, which model ran it, what came out
+  const n = turn.nodes.get(id);
+  const box = turn.el.querySelector(".node-details");
+  if (!n || !box) return;
+  if (box.dataset.node === String(id) && !box.hidden) { box.hidden = true; return; }
+  let task = {};
+  try { task = ((await (await api("/v1/requests/" + turn.id)).json()).tasks || {})[id] || {}; } catch (_) { /* offline */ }
+  const plan = (turn.view && turn.view.plan || []).find((t) => t.id === id) || {};
+  const rows = [["task", `#${id} ${n.task}`], ["status", n.status + (elapsed(n) ? " · " + elapsed(n) : "")],
+    ["model", task.model || n.model || "—"], ["worker", task.worker || n.worker || "—"],
+    ["inputs", JSON.stringify(plan.args || {})],
+    ["output", task.output ? (task.output.text || (task.output.artifacts || []).map((a) => a.mime).join(", ") || "—") : "—"]];
+  if (task.error || n.error) rows.push(["error", task.error || n.error]);
+  const dl = el("dl");
+  for (const [k, v] of rows) dl.append(el("dt", null, k), el("dd", null, String(v).slice(0, 2000)));
+  box.replaceChildren(dl);
+  box.dataset.node = String(id);
+  box.hidden = false;
 }
 
 setInterval(() => {  // running nodes show their time ticking
@@ -289,7 +340,7 @@ function parseBlock(block) {
 function handleEvent(turn, ev) {
   const d = ev.data;
   const type = d.type || ev.event;
-  if (type === "planning") setStatus(turn, "planning");
+  if (type === "planning") setStatus(turn, "planning the tasks…");
   else if (type === "waiting") {
     const what = d.stage === "respond" ? "writing the answer" : d.stage === "select" ? "choosing models" : "planning";
     setStatus(turn, d.ahead ? `${what}, ${d.ahead} request${d.ahead === 1 ? "" : "s"} ahead` : what);
@@ -305,9 +356,12 @@ function handleEvent(turn, ev) {
     if (d.status === "running") { n.start = num(d.ts); n.end = null; }
     else if (TERMINAL.has(d.status) && n.start != null) n.end = num(d.ts);
     drawGraph(turn);
+    if (d.status === "succeeded") showTaskOutputs(turn);  // a finished picture shows before the answer
   } else if (type === "answer" && d.delta) {  // token events, when the respond stage streams them
+    if (!turn.streamed) setStatus(turn, "writing the answer");
     turn.streamed = true;
-    turn.el.querySelector(".answer").textContent += d.delta;
+    turn.answerText = (turn.answerText || "") + d.delta;
+    renderMarkdown(turn.el.querySelector(".answer"), turn.answerText);
   } else if (type === "done") {
     turn.done = true;
     setStatus(turn, d.status || "succeeded");
@@ -357,6 +411,7 @@ async function showResult(turn) {
 }
 
 function applyView(turn, view) {
+  turn.view = view;
   if (!turn.nodes.size && view.plan) setPlan(turn, view.plan);
   for (const [id, t] of Object.entries(view.tasks || {})) {
     const n = turn.nodes.get(Number(id));
@@ -368,17 +423,26 @@ function applyView(turn, view) {
   setStatus(turn, view.status);
   if (FINAL_RUN.has(view.status)) {
     turn.done = true;
-    turn.el.querySelector(".answer").textContent = view.response || view.error || "";
+    renderMarkdown(turn.el.querySelector(".answer"), view.response || view.error || "");
     showArtifacts(turn, view.artifacts || []).then(() => {
       if (turn.el === $("conversation").lastElementChild) turn.el.scrollIntoView({ block: "end" });
     });
   }
 }
 
+async function showTaskOutputs(turn) {  // files of the tasks that have finished so far
+  let view;
+  try { view = await (await api("/v1/requests/" + turn.id)).json(); } catch (_) { return; }
+  turn.view = view;
+  await showArtifacts(turn, view.artifacts || []);
+}
+
 async function showArtifacts(turn, artifacts) {
   const box = turn.el.querySelector(".artifacts");
-  box.replaceChildren();
+  turn.shown = turn.shown || new Set();
   for (const a of artifacts) {
+    if (turn.shown.has(a.id)) continue;  // already on the page
+    turn.shown.add(a.id);
     const fig = el("figure");
     box.append(fig);
     try {
@@ -492,6 +556,9 @@ function init() {
     state.conversation = newId();
     $("empty").hidden = false;
   });
+  for (const b of document.querySelectorAll(".example")) {
+    b.addEventListener("click", () => { $("prompt").value = b.dataset.prompt || b.textContent; $("prompt").focus(); });
+  }
   setupDrop();
   checkReady();
   setInterval(checkReady, 10000);
