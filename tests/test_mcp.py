@@ -45,6 +45,12 @@ async def _session_calls(hgq_env: dict[str, str], fake_llm: Any) -> dict[str, An
         fake_llm.script("plan", json.dumps({"tasks": [diag(0, [], 0.0, text="hello there")]}))
         fake_llm.script("respond", "The diagnostic task echoed: n0(hello there).")
         out["ask"] = await session.call_tool("ask", {"request": "please echo hello there"})
+        # a whole request with a file: the planner sees it by name and its task gets the bytes
+        fake_llm.script("plan", json.dumps({"tasks": [{"id": 0, "task": "image-to-image", "dep": [-1],
+                                                       "args": {"image": "holiday.png", "style": "gray"}}]}))
+        out["ask_file"] = await session.call_tool("ask", {"request": "make holiday.png black and white",
+                                                          "files": [{"name": "holiday.png", "data": png}]})
+        out["plan_prompt"] = fake_llm.calls("plan")[-1]["messages"][-1]["content"]
     return out
 
 
@@ -73,6 +79,14 @@ def test_mcp_over_stdio_lists_tools_runs_a_task_with_an_image_and_asks(stack, hg
     assert not ask.is_error, ask
     text = " ".join(c.text for c in ask.content if c.type == "text")
     assert "n0(hello there)" in text
+
+    with_file = got["ask_file"]
+    assert not with_file.is_error, with_file
+    assert "holiday.png (image)" in got["plan_prompt"]
+    images = [c for c in with_file.content if c.type == "image"]
+    assert len(images) == 1
+    out = Image.open(io.BytesIO(base64.b64decode(images[0].data)))
+    assert out.size == (96, 64) and all(r == g == b for r, g, b in out.convert("RGB").getdata())
 
 
 def test_mcp_over_http_needs_an_api_key(stack, hgq_env, settings) -> None:  # type: ignore[no-untyped-def]
