@@ -3,7 +3,9 @@
 `normalise` fixes what needs no judgement, so that a small LLM's slips cost no repair round:
 dependencies follow the data (a task depends on exactly the tasks whose output its args
 reference), a `dep` on a missing task or on itself is dropped, a task reading a file the request
-neither attaches nor names is dropped, document-question-answering with no image anywhere becomes
+neither attaches nor names is dropped, and so is a final text-to-speech or text-classification task
+that nothing in the request asks for (no word about audio, or about labels or sentiment),
+document-question-answering with no image anywhere becomes
 question-answering over its text, an arg under a wrong name fills
 the task's one empty input slot of its kind, and an input that references its own output (or a
 value of the wrong kind) is pointed at the latest earlier task producing that kind, else at the
@@ -67,6 +69,25 @@ def _kind_of(value: object, by_id: Mapping[int, PlanTask], uploads: Mapping[str,
 _MEDIA_NAME = re.compile(r"[\w\-./]+\.[A-Za-z0-9]{2,5}")
 
 
+# Task types a small LLM adds by habit; kept only when the request says something that asks for them.
+ASKED_FOR: dict[str, re.Pattern[str]] = {
+    "text-to-speech": re.compile(r"aloud|out loud|\bread (?:it|this|that|them|the \w+)?\s*(?:out|to me)|\bspeak|spoken|"
+                                 r"speech|voice|audio|listen|\bhear|narrat|pronounc|\bsay\b|\bsound|podcast|"
+                                 r"\.(?:wav|mp3|ogg|flac)\b|\btts\b", re.I),
+    "text-classification": re.compile(r"sentiment|classif|categor|positive|negative|\btone\b|\bmood|label|topic|"
+                                      r"emotion|\bfeel|opinion|spam|\btype of\b|\bkind of\b|genre|intent|toxic|"
+                                      r"polarity|attitude|happy|angry|annoyed|\bsad\b|\bor\b", re.I),
+}
+
+
+def _unasked(tasks: list[PlanTask], request: str) -> set[int]:
+    """Leaf tasks of a habitual type (ASKED_FOR) that nothing in the request asks for."""
+    if not request:
+        return set()
+    used = {r for t in tasks for v in t.args.values() if (r := _ref(v)) is not None and r != t.id}
+    return {t.id for t in tasks if t.id not in used and (cue := ASKED_FOR.get(t.task)) and not cue.search(request)}
+
+
 def _phantom(t: PlanTask, uploads: Mapping[str, ArtifactRef], request: str, by_kind: Mapping[str, list[str]]) -> bool:
     """A task whose image/audio input is a file the request neither attaches nor names, with no
     attached file of that kind to take instead: a file name copied from a demonstration."""
@@ -104,6 +125,9 @@ def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request
             by_kind.setdefault(ref.kind, []).append(name)
     # tasks reading a file nobody gave go; what referenced them is re-pointed below like any bad ref
     tasks = [t for t in tasks if not _phantom(t, uploads, request, by_kind)]
+    unasked = _unasked(tasks, request)
+    if len(unasked) < len(tasks):  # never empties the plan: a lone task is the LLM's reading of the request
+        tasks = [t for t in tasks if t.id not in unasked]
     has_image = bool(by_kind.get("image")) or any(
         "image" in TASK_TYPES[t.task].produces for t in tasks if t.task in TASK_TYPES)
     tasks = [_as_text_qa(t, uploads, has_image) for t in tasks]

@@ -251,3 +251,17 @@ def test_the_constrained_schema_offers_only_served_types_with_their_own_arg_name
     args = translation["properties"]["args"]
     assert set(args["properties"]) == {"text", "target"} and args["required"] == ["text"]
     assert args["additionalProperties"] is False
+
+
+def test_speech_or_labels_nobody_asked_for_are_dropped_but_asked_ones_stay() -> None:
+    plan = [{"id": 0, "task": "translation", "dep": [-1], "args": {"text": "Hello, how are you?", "target": "French"}},
+            {"id": 1, "task": "text-to-speech", "dep": [0], "args": {"text": "<GENERATED>-0"}},
+            {"id": 2, "task": "text-classification", "dep": [0], "args": {"text": "<GENERATED>-0"}}]
+    fixed = normalise(_tasks(plan), {}, "Put 'Hello, how are you?' into French for my friend.")
+    assert [t.task for t in fixed] == ["translation"]
+    fixed = normalise(_tasks(plan), {}, "Put 'Hello, how are you?' into French, read it aloud and tell me its tone.")
+    assert [t.task for t in fixed] == ["translation", "text-to-speech", "text-classification"]
+    # a lone task is kept even without a cue: it is the planner's reading of the whole request
+    lone = normalise(_tasks(plan[1:2] and [dict(plan[1], id=0, dep=[-1], args={"text": "Good night"})]), {},
+                     "Good night, everyone")
+    assert [t.task for t in lone] == ["text-to-speech"]
