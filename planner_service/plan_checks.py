@@ -5,7 +5,7 @@ dependencies follow the data (a task depends on exactly the tasks whose output i
 reference), a `dep` on a missing task or on itself is dropped, a task reading a file the request
 neither attaches nor names is dropped, and so is a final text-to-speech or text-classification task
 that nothing in the request asks for (no word about audio, or about labels or sentiment),
-document-question-answering with no image anywhere becomes
+identical repeated tasks are kept once, document-question-answering with no image anywhere becomes
 question-answering over its text, an arg under a wrong name fills
 the task's one empty input slot of its kind, and an input that references its own output (or a
 value of the wrong kind) is pointed at the latest earlier task producing that kind, else at the
@@ -80,6 +80,27 @@ ASKED_FOR: dict[str, re.Pattern[str]] = {
 }
 
 
+def _dedupe(tasks: list[PlanTask]) -> list[PlanTask]:
+    """Identical tasks (same type, same args) kept once; references to a copy point at the first.
+    A small LLM sometimes repeats one task until its output budget runs out."""
+    first: dict[str, int] = {}
+    alias: dict[int, int] = {}
+    for t in tasks:
+        key = t.task + "\0" + repr(sorted((k, str(v)) for k, v in t.args.items()))
+        if key in first and not any(_ref(v) == t.id for v in t.args.values()):
+            alias[t.id] = first[key]
+        else:
+            first.setdefault(key, t.id)
+    if not alias:
+        return tasks
+
+    def point(v: object) -> object:
+        r = _ref(v)
+        return f"<GENERATED>-{alias[r]}" if r is not None and r in alias else v
+
+    return [t.model_copy(update={"args": {k: point(v) for k, v in t.args.items()}}) for t in tasks if t.id not in alias]
+
+
 def _unasked(tasks: list[PlanTask], request: str) -> set[int]:
     """Leaf tasks of a habitual type (ASKED_FOR) that nothing in the request asks for."""
     if not request:
@@ -109,9 +130,9 @@ def _as_text_qa(t: PlanTask, uploads: Mapping[str, ArtifactRef], has_image: bool
     if t.task != "document-question-answering" or has_image:
         return t
     image = t.args.get("image")
-    if isinstance(image, str) and (_ref(image) is not None or find_upload(image, uploads) is not None):
-        return t
-    args = {"question": t.args.get("text", "")}
+    if isinstance(image, str) and find_upload(image, uploads) is not None:
+        return t  # an upload of another kind: validation names the mismatch
+    args = {"question": t.args.get("text", "")}  # no image anywhere: whatever it points at is text
     if image:
         args["text"] = image
     return t.model_copy(update={"task": "question-answering", "args": args})
@@ -125,6 +146,7 @@ def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request
             by_kind.setdefault(ref.kind, []).append(name)
     # tasks reading a file nobody gave go; what referenced them is re-pointed below like any bad ref
     tasks = [t for t in tasks if not _phantom(t, uploads, request, by_kind)]
+    tasks = _dedupe(tasks)
     unasked = _unasked(tasks, request)
     if len(unasked) < len(tasks):  # never empties the plan: a lone task is the LLM's reading of the request
         tasks = [t for t in tasks if t.id not in unasked]

@@ -265,3 +265,23 @@ def test_speech_or_labels_nobody_asked_for_are_dropped_but_asked_ones_stay() -> 
     lone = normalise(_tasks(plan[1:2] and [dict(plan[1], id=0, dep=[-1], args={"text": "Good night"})]), {},
                      "Good night, everyone")
     assert [t.task for t in lone] == ["text-to-speech"]
+
+
+def test_a_task_repeated_until_the_budget_ran_out_is_kept_once() -> None:
+    same = {"task": "question-answering", "dep": [-1], "args": {"text": "Ada founded it.", "question": "Who?"}}
+    raw = [{"id": i, **same} for i in range(5)]
+    raw.append({"id": 5, "task": "text-to-speech", "dep": [3], "args": {"text": "<GENERATED>-3"}})
+    fixed = normalise(_tasks(raw), {}, "Who founded it? 'Ada founded it.' Say the answer aloud.")
+    assert [(t.id, t.task) for t in fixed] == [(0, "question-answering"), (5, "text-to-speech")]
+    assert fixed[1].args["text"] == "<GENERATED>-0" and fixed[1].dep == [0]
+
+
+def test_document_questions_on_a_text_result_become_text_questions_when_no_image_exists() -> None:
+    fixed = normalise(_tasks([
+        {"id": 0, "task": "summarization", "dep": [-1], "args": {"text": "A long report about rivers."}},
+        {"id": 1, "task": "document-question-answering", "dep": [0], "args": {"image": "<GENERATED>-0",
+                                                                               "text": "Which river?"}}]),
+        {}, "Summarise 'A long report about rivers.' and tell me which river it is about.")
+    assert fixed[1].task == "question-answering" and fixed[1].args == {"question": "Which river?",
+                                                                       "text": "<GENERATED>-0"}
+    validate_plan(fixed, {}, OFFERED)
