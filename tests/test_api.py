@@ -675,6 +675,14 @@ def test_docs_work_offline_and_declare_the_bearer_scheme(api: ThreadServer) -> N
     assert any(s["type"] == "http" and s["scheme"] == "bearer" for s in schemes.values())
     post = spec["paths"]["/v1/requests"]["post"]
     assert post.get("security"), "POST /v1/requests does not declare its bearer auth"
+    # every route that takes a body documents it (the chat body too, read by hand with hgq's JSON limits)
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if method in ("post", "put", "patch"):
+                assert op.get("requestBody"), f"{method.upper()} {path} does not document its body"
+    chat = spec["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert chat == {"$ref": "#/components/schemas/ChatIn"}
+    assert {"model", "messages", "stream"} <= set(spec["components"]["schemas"]["ChatIn"]["properties"])
 
 
 def test_a_model_can_be_retrieved_by_id_with_the_openai_client(api: ThreadServer, users: dict[str, str]) -> None:

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from planner_service.api import openai_facade, routes_artifacts, routes_requests, routes_service
 from planner_service.api.errors import ApiError, error_body, validation_error
 from planner_service.api.middleware import BodyLimit, CatchAll
-from planner_service.api.schemas import RequestIn
+from planner_service.api.schemas import ChatIn, RequestIn
 from planner_service.api.service import Service
 from planner_service.client import HgqClient
 from shared.errors import HgqError, RunNotFound
@@ -110,18 +110,20 @@ def _offline_docs(app: FastAPI) -> None:
 
 
 def _add_schemas(app: FastAPI) -> None:
-    """Put RequestIn (documented by hand on the multi-content endpoint) into the OpenAPI components."""
+    """Put the bodies read by hand (RequestIn on the multi-content endpoint, ChatIn on the chat
+    endpoint, both parsed with hgq's JSON limits) into the OpenAPI components."""
     base = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = base()
-        extra = RequestIn.model_json_schema(ref_template="#/components/schemas/{model}")
         comps = schema.setdefault("components", {}).setdefault("schemas", {})
-        for name, sub in extra.pop("$defs", {}).items():
-            comps.setdefault(name, sub)
-        comps["RequestIn"] = extra
+        for model in (RequestIn, ChatIn):
+            extra = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in extra.pop("$defs", {}).items():
+                comps.setdefault(name, sub)
+            comps[model.__name__] = extra
         app.openapi_schema = schema
         return schema
 

@@ -41,7 +41,11 @@ def register(app: FastAPI, svc: Service) -> None:
                            "not_found_error", "model")
         return model_card
 
-    @app.post("/v1/chat/completions", tags=["openai"], summary="OpenAI-compatible chat completion (stream or not)")
+    chat_doc = {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ChatIn"}}}}}
+
+    @app.post("/v1/chat/completions", tags=["openai"], summary="OpenAI-compatible chat completion (stream or not)",
+              openapi_extra=chat_doc)
     async def chat_completions(request: Request, user: User) -> Response:
         body = json_body(await request.body(), ChatIn)
         if body.model != api_settings.api_model_name:
