@@ -50,7 +50,7 @@ def _plan_for(case: Any, served: dict[str, Any]) -> Any:
 
 
 def count(path: Path) -> dict[str, Any]:
-    from planner_service.direct_answer import _ASKS, FILE_RESULTS, TEXT_RESULTS
+    from planner_service.direct_answer import FILE_RESULTS, TEXT_RESULTS, asks_for_an_answer
     from planner_service.eval_cases import read_cases
     from planner_service.selection import rank_models
     from shared.settings import Settings
@@ -79,7 +79,7 @@ def count(path: Path) -> dict[str, Any]:
         _, contested = rank_models(case.request, plan, served)
         sources = {src for src, _ in case.links}
         sinks = [n.task for n in case.nodes if n.task not in sources]
-        direct = not _ASKS.search(case.request) and all(t in TEXT_RESULTS or t in FILE_RESULTS for t in sinks)
+        direct = not asks_for_an_answer(case.request) and all(t in TEXT_RESULTS or t in FILE_RESULTS for t in sinks)
         before.append(1 + old_select + 1)
         after.append(1 + int(bool(contested)) + (0 if direct else 1))
         by_type.setdefault(case.type or "?", []).append(after[-1])

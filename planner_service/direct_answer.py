@@ -37,6 +37,23 @@ _ASKS = re.compile(
     re.IGNORECASE)
 
 
+# "Could you transcribe this?" is an instruction said politely, not a question about the result.
+_POLITE = re.compile(r"^\s*(?:please\s+)?(?:can|could|would|will)\s+you\s+(?:please\s+|kindly\s+)?"
+                     r"(?:help\s+me\s+(?:to\s+)?|assist\s+me\s+(?:in\s+|with\s+|to\s+)?)?", re.IGNORECASE)
+
+
+def asks_for_an_answer(request: str) -> bool:
+    """Whether the request wants the LLM to explain, judge, compare or answer something, sentence
+    by sentence; a polite instruction ("Could you transcribe it?") does not count."""
+    for sentence in re.split(r"(?<=[.!?])\s+|\n+", request):
+        m = _POLITE.match(sentence)
+        if m and m.end() > 0:
+            sentence = sentence[m.end():].rstrip().rstrip("?")
+        if _ASKS.search(sentence):
+            return True
+    return False
+
+
 def _source_name(node: Node, plan: ValidatedPlan) -> str | None:
     """The uploaded file a task read, directly or through the tasks before it."""
     for binding in node.inputs.values():
@@ -74,7 +91,7 @@ def _part(node: Node, plan: ValidatedPlan, outputs: dict[int, TaskOutput]) -> st
 def direct_answer(request: str, plan: ValidatedPlan, states: dict[int, str],
                   outputs: dict[int, TaskOutput]) -> str | None:
     """The answer from the results alone, or None when the LLM must write it."""
-    if not plan.nodes or _ASKS.search(request):
+    if not plan.nodes or asks_for_an_answer(request):
         return None
     if any(states.get(node.id) != "succeeded" for node in plan.nodes):
         return None
