@@ -138,8 +138,37 @@ def _as_text_qa(t: PlanTask, uploads: Mapping[str, ArtifactRef], has_image: bool
     return t.model_copy(update={"task": "question-answering", "args": args})
 
 
-def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request: str = "") -> list[PlanTask]:
+_BACK_REF = re.compile(r"\b(?:that|it|this|these|those|them|the (?:same |last |new |edited |previous )?"
+                       r"(?:picture|image|photo|result|output|file|one|audio|recording|clip|version))\b", re.I)
+
+
+def follow_back_references(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request: str,
+                           latest: Mapping[str, str]) -> list[PlanTask]:
+    """Multi-turn: "make that black and white" means the latest file of that kind (the previous
+    turn's output), not an older one the planner picked, unless the request names the older file.
+    `latest`: kind -> name of the newest earlier-turn file of that kind."""
+    if not latest or not _BACK_REF.search(request):
+        return tasks
+    lowered = request.lower()
+    out = []
+    for t in tasks:
+        spec = TASK_TYPES.get(t.task)
+        args = dict(t.args)
+        for name, slot in (spec.inputs.items() if spec else []):
+            value = args.get(name)
+            newest = latest.get(slot.kind)
+            if (isinstance(value, str) and newest and value != newest and _ref(value) is None
+                    and find_upload(value, uploads) is not None and value.lower() not in lowered
+                    and find_upload(newest, uploads) is not None):
+                args[name] = newest
+        out.append(t.model_copy(update={"args": args}) if args != t.args else t)
+    return out
+
+
+def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request: str = "",
+              latest: Mapping[str, str] | None = None) -> list[PlanTask]:
     """The plan with its no-judgement slips fixed (a new list; the input is not changed)."""
+    tasks = follow_back_references(tasks, uploads, request, latest or {})
     by_kind: dict[str, list[str]] = {}
     for name, ref in uploads.items():
         if "/" not in name:

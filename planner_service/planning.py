@@ -106,7 +106,8 @@ def plan_messages(text: str, uploads: Mapping[str, ArtifactRef], available: set[
 
 def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], available: set[str],
                  history: list[dict[str, str]] | None = None,
-                 on_delta: Callable[[str], None] | None = None) -> ValidatedPlan:
+                 on_delta: Callable[[str], None] | None = None,
+                 latest_files: Mapping[str, str] | None = None) -> ValidatedPlan:
     """Ask the LLM for a plan, fix its no-judgement slips (plan_checks.normalise), and send what is
     still wrong (invalid, or missing part of the request) back once; then PlanError, or the first
     valid plan when only the repair round failed."""
@@ -127,7 +128,7 @@ def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], availa
                 # Dropping every task is not a repair: it would silently turn the request into chat.
                 raise PlanError([f"the repair round dropped all tasks instead of fixing: {'; '.join(problems)}"])
             first_had_tasks = has_tasks
-            plan = validate_plan(normalise(parse_plan_json(raw), uploads, text), uploads, available)
+            plan = validate_plan(normalise(parse_plan_json(raw), uploads, text, latest_files), uploads, available)
             left = request_problems(text, plan, uploads, available)
             if attempt == 1 and valid is not None and len(left) >= len(problems):
                 return valid  # the "repair" fixed none of what it was asked to: the first plan was no worse

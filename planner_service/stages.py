@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
@@ -19,6 +20,7 @@ from shared.dispatch import publish_nodes, publish_respond
 from shared.errors import HgqError, LLMCancelled, LLMError
 from shared.llm_backlog import LLMBacklog
 from shared.llm_client import LLM
+from shared.outputs import ArtifactRef
 from shared.plan import validate_plan
 from shared.redis_conn import text_redis
 from shared.registry import candidates, live_workers
@@ -51,6 +53,19 @@ def _llm(run: RunStore) -> LLM:
         run.event("waiting", stage=stage, ahead=ahead)
 
     return LLM(s, on_usage=run.add_usage, should_stop=run.is_cancelled, backlog=backlog, on_wait=waiting)
+
+
+def latest_files(conv: ConversationStore | None, new: Mapping[str, ArtifactRef]) -> dict[str, str]:
+    """kind -> the previous turn's file of that kind (its generated output first, else its upload)
+    for the kinds this turn attaches nothing of: what "that", "it", "the picture" refer to."""
+    turns = conv.turns() if conv is not None else []
+    if not turns:
+        return {}
+    out: dict[str, str] = {}
+    for name, ref in sorted(turns[-1].files.items(), key=lambda item: item[0].startswith("task")):
+        out[ref.kind] = name  # generated files (task<N>-...) sort last, so they win
+    attached = {ref.kind for ref in new.values()}
+    return {kind: name for kind, name in out.items() if kind not in attached}
 
 
 def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
@@ -86,7 +101,8 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
             assert llm is not None
             history = conv.history(settings.conversation_max_tokens) if conv else None
             plan = plan_request(llm, request.text, uploads, available, history,
-                                on_delta=early.on_delta if settings.stream_plan else None)
+                                on_delta=early.on_delta if settings.stream_plan else None,
+                                latest_files=latest_files(conv, request.uploads))
         reasons, contested = rank_models(request.text, plan, served, settings.max_fallbacks)
     except LLMCancelled:
         run.finish("cancelled", "The request was cancelled while it was being planned.")

@@ -159,6 +159,18 @@ def test_multi_turn_refers_to_an_earlier_generated_image(client, fake_llm) -> No
     original = Image.open(io.BytesIO(client.artifacts.get(edges.id))).convert("L")
     assert inverted.size == original.size
     assert inverted.convert("L").getpixel((5, 5)) == 255 - original.getpixel((5, 5))
+    # "that" is the latest output, even when the planner picks the original upload (a 1.5B model's habit)
+    inverted_name = artifact_file_name(0, second.tasks["0"].output.artifact("image"))
+    fake_llm.script("plan", {"tasks": [{"id": 0, "task": "image-to-image", "dep": [-1],
+                                        "args": {"image": "sign.png", "style": "gray"}}]})
+    fourth = wait_final(client, client.submit(RequestCreate(text="make that black and white", conversation_id=conv)))
+    assert fourth.status == "succeeded", fourth.error
+    assert fourth.plan[0]["args"]["image"] == inverted_name
+    # naming the older file keeps it
+    fake_llm.script("plan", {"tasks": [{"id": 0, "task": "image-to-image", "dep": [-1],
+                                        "args": {"image": "sign.png", "style": "gray"}}]})
+    fifth = wait_final(client, client.submit(RequestCreate(text="make sign.png itself gray", conversation_id=conv)))
+    assert fifth.plan[0]["args"]["image"] == "sign.png"
     # the direct answer of a later chat turn gets the history too
     fake_llm.script("plan", {"tasks": []})
     third = wait_final(client, client.submit(RequestCreate(text="thanks!", conversation_id=conv)))
