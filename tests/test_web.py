@@ -242,7 +242,9 @@ def test_web_page_shows_outputs_early_markdown_details_and_fits_small_screens(  
     _wait(d, lambda: turn.find_elements(By.CSS_SELECTOR, ".artifacts img"), 20, "the early output image")
     assert turn.get_attribute("data-status") == "running"
     # a click on a node shows its details
-    turn.find_element(By.CSS_SELECTOR, '.graph g.node[data-node="0"]').click()
+    # (the graph is redrawn 4 times a second while a task runs: find and click in one go, again if stale)
+    _wait(d, lambda: turn.find_element(By.CSS_SELECTOR, '.graph g.node[data-node="0"]').click() or True, 10,
+          "a click on task 0")
     details = _wait(d, lambda: turn.find_element(By.CSS_SELECTOR, ".node-details").text, 10, "node details")
     assert "image-to-image" in details and "model" in details and "gray" in details
 
