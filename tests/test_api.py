@@ -746,3 +746,17 @@ def test_a_chat_uis_side_prompt_is_one_llm_call_and_no_run(api: ThreadServer, us
     # an ordinary request that mentions a title is still a run
     res = oai.chat.completions.create(model="hgq", messages=[{"role": "user", "content": "suggest a title for my essay"}])
     assert res.model_extra["hgq"]["request_id"]  # type: ignore[index]
+
+
+def test_the_history_tells_chat_endpoint_runs_from_api_runs(api: ThreadServer, users: dict[str, str]) -> None:
+    from openai import OpenAI
+
+    oai = OpenAI(base_url=f"{api.url}/v1", api_key=users["alice"], max_retries=0)
+    chat = oai.chat.completions.create(model="hgq", messages=[{"role": "user", "content": "hello from a chat UI"}],
+                                       extra_body={"hgq_plan": [diag(0, [], 0.0, text="x")]})
+    chat_id = chat.model_extra["hgq"]["request_id"]  # type: ignore[index]
+    with httpx.Client(base_url=api.url, headers=auth(users["alice"])) as c:
+        r = c.post("/v1/requests", json={"text": "hello from a script", "plan": [diag(0, [], 0.0, text="y")]})
+        api_id = r.json()["request_id"]
+        items = {i["request_id"]: i for i in c.get("/v1/requests").json()["data"]}
+    assert items[chat_id]["source"] == "chat" and items[api_id]["source"] == "api"

@@ -211,10 +211,16 @@ def test_web_page_shows_outputs_early_markdown_details_and_fits_small_screens(  
         web: ThreadServer, web_key: str, browser: Any, fake_llm, tmp_path: Path) -> None:
     import os
 
+    from openai import OpenAI
     from selenium.webdriver.common.by import By
 
     shots = Path(os.environ.get("HGQ_SCREENSHOT_DIR") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
+    # a run made through the chat endpoint (a chat UI's) stays out of this page's history
+    chat = OpenAI(base_url=f"{web.url}/v1", api_key=web_key, max_retries=0).chat.completions.create(
+        model="hgq", messages=[{"role": "user", "content": "from another chat UI"}],
+        extra_body={"hgq_plan": [{"id": 0, "task": "diag-text", "dep": [-1], "args": {"text": "x"}}]})
+    chat_id = chat.model_extra["hgq"]["request_id"]  # type: ignore[index]
     d = browser
     d.get(web.url + "/")
     # no key yet: the page says how to get one, in its own words
@@ -237,6 +243,9 @@ def test_web_page_shows_outputs_early_markdown_details_and_fits_small_screens(  
     d.find_element(By.ID, "prompt").send_keys("gray it, slowly")
     d.find_element(By.ID, "send").click()
     turn = _wait(d, lambda: d.find_elements(By.CSS_SELECTOR, "section.turn"), 20, "the turn")[0]
+    rid = turn.get_attribute("data-request-id")
+    _wait(d, lambda: d.find_elements(By.CSS_SELECTOR, f'#history li[data-request-id="{rid}"]'), 10, "history")
+    assert not d.find_elements(By.CSS_SELECTOR, f'#history li[data-request-id="{chat_id}"]')
 
     # the gray picture appears while task 1 is still running
     _wait(d, lambda: turn.find_elements(By.CSS_SELECTOR, ".artifacts img"), 20, "the early output image")

@@ -54,7 +54,8 @@ def register(app: FastAPI, svc: Service) -> None:
         if body.hgq_plan is None and (side := _side_prompt(body)) is not None:
             return await _side_completion(svc, body, *side, api_settings.api_model_name)
         text, uploads, urls = _chat_request(body)
-        run_id, _ = await run_in_threadpool(svc.submit, user, text, body.hgq_plan, body.request_id, uploads, urls)
+        run_id, _ = await run_in_threadpool(svc.submit, user, text, body.hgq_plan, body.request_id, uploads, urls,
+                                            None, "chat")
         created = int(time.time())
         cid = f"chatcmpl-{run_id}"
         model = api_settings.api_model_name

@@ -91,8 +91,9 @@ class Service:
 
     def submit(self, user: str, text: str, plan: list[PlanTask] | None, request_id: str | None,
                uploads: list[Upload], urls: list[tuple[str, str | None, str]],
-               conversation_id: str | None = None) -> tuple[str, bool]:
-        """Limits, uploads, then the request. Returns (run id, created)."""
+               conversation_id: str | None = None, source: str = "api") -> tuple[str, bool]:
+        """Limits, uploads, then the request. Returns (run id, created). `source` ("api" or "chat",
+        the OpenAI-compatible endpoint) is kept with the run, so the history can tell them apart."""
         limits = self.keys.limits(user, self.api.api_rate_per_minute, self.api.api_max_concurrent)
         wait = self.limiter.hit(user, limits.rpm)
         if wait > 0:
@@ -129,6 +130,7 @@ class Service:
         if request_id is not None and self.owners.owner(run_id) != user:  # lost a race for the same id
             self.limiter.release(user, run_id)
             raise ApiError(409, "request_id is already used; choose another", field="request_id")
+        self.r.hset(run_keys(self.settings.key_prefix, run_id).meta, "source", source)
         self.owners.record_run(user, run_id)
         return run_id, True
 
@@ -185,14 +187,15 @@ class Service:
         pipe = self.r.pipeline(transaction=False)
         for run_id in ids:
             pipe.hmget(run_keys(self.settings.key_prefix, run_id).meta,
-                       ["status", "created_at", "finished_at", "request", "response"])
+                       ["status", "created_at", "finished_at", "request", "response", "source"])
         out = []
-        for run_id, (status, created, finished, request, response) in zip(ids, pipe.execute(), strict=True):
+        for run_id, (status, created, finished, request, response, source) in zip(ids, pipe.execute(), strict=True):
             if status is None:
                 continue  # expired
             req = json.loads(request) if request else {}
             out.append({"request_id": run_id, "status": status, "request": req.get("text", ""), "response": response,
                         "conversation_id": self.public_conversation(req.get("conversation_id")),
+                        "source": source or "api",
                         "created_at": float(created) if created else None,
                         "finished_at": float(finished) if finished else None})
         return out

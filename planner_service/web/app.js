@@ -500,6 +500,7 @@ async function loadHistory() {
   const ul = $("history");
   ul.replaceChildren();
   for (const item of data) {
+    if (item.source === "chat") continue;  // runs of the OpenAI-compatible endpoint belong to that chat UI
     const li = el("li");
     li.dataset.requestId = item.request_id;
     const dot = el("span", "dot");
