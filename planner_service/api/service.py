@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -31,6 +32,8 @@ from shared.plan import PlanTask
 from shared.redis_conn import text_redis
 from shared.run_models import RequestCreate, RunPublic
 from shared.settings import LLM_QUEUE, Settings
+
+log = logging.getLogger(__name__)
 
 
 class Service:
@@ -130,7 +133,10 @@ class Service:
         if request_id is not None and self.owners.owner(run_id) != user:  # lost a race for the same id
             self.limiter.release(user, run_id)
             raise ApiError(409, "request_id is already used; choose another", field="request_id")
-        self.r.hset(run_keys(self.settings.key_prefix, run_id).meta, "source", source)
+        try:  # cosmetic (the history's source): never turn an accepted run into an error
+            self.r.hset(run_keys(self.settings.key_prefix, run_id).meta, "source", source)
+        except redis.RedisError:
+            log.warning("could not record the source of run %s", run_id)
         self.owners.record_run(user, run_id)
         return run_id, True
 
