@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from shared.run_models import RunEvent, RunPublic
+from shared.run_models import STAGE_WORDS, RunEvent, RunPublic
 
 if TYPE_CHECKING:
     from rich.console import Group, RenderableType
@@ -38,8 +38,7 @@ def show_event(ev: RunEvent, names: dict[int, str]) -> None:
             extra = f": {ev.data['error']}"
         err(f"{stamp} [{node}] {names.get(node, '')} {status}{extra}")
     elif ev.type == "waiting":
-        stage = {"plan": "planning", "respond": "writing the answer", "select": "choosing models"}.get(
-            str(ev.data.get("stage")), str(ev.data.get("stage")))
+        stage = STAGE_WORDS.get(str(ev.data.get("stage")), str(ev.data.get("stage")))
         ahead = int(ev.data.get("ahead", 0))
         err(f"{stamp} {stage}, {ahead} request(s) ahead" if ahead else f"{stamp} {stage}, now at the LLM")
     elif ev.type in ("planning", "done"):
@@ -68,7 +67,6 @@ def print_view(view: RunPublic, as_json: bool) -> None:
     click.echo(view.response or view.error or "(no answer)")
 
 
-_STAGE_WORDS = {"plan": "planning", "respond": "writing the answer", "select": "choosing models"}
 _STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "cancelled": "red", "skipped": "dim"}
 
 
@@ -119,7 +117,7 @@ class LiveProgress:
         if ev.type == "planning":
             self.status = "planning"
         elif ev.type == "waiting":
-            stage = _STAGE_WORDS.get(str(d.get("stage")), str(d.get("stage")))
+            stage = STAGE_WORDS.get(str(d.get("stage")), str(d.get("stage")))
             ahead = int(d.get("ahead", 0))
             self.status = f"{stage}, {ahead} request(s) ahead at the LLM" if ahead else f"{stage}, now at the LLM"
         elif ev.type == "planned":

@@ -55,10 +55,9 @@ def _llm(run: RunStore) -> LLM:
     return LLM(s, on_usage=run.add_usage, should_stop=run.is_cancelled, backlog=backlog, on_wait=waiting)
 
 
-def latest_files(conv: ConversationStore | None, new: Mapping[str, ArtifactRef]) -> dict[str, str]:
+def latest_files(turns: list[Turn], new: Mapping[str, ArtifactRef]) -> dict[str, str]:
     """kind -> the previous turn's file of that kind (its generated output first, else its upload)
     for the kinds this turn attaches nothing of: what "that", "it", "the picture" refer to."""
-    turns = conv.turns() if conv is not None else []
     if not turns:
         return {}
     out: dict[str, str] = {}
@@ -99,10 +98,11 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
             plan = validate_plan(request.plan, uploads, available)
         else:
             assert llm is not None
-            history = conv.history(settings.conversation_max_tokens) if conv else None
+            turns = conv.turns() if conv else []
+            history = conv.history(settings.conversation_max_tokens, turns) if conv else None
             plan = plan_request(llm, request.text, uploads, available, history,
                                 on_delta=early.on_delta if settings.stream_plan else None,
-                                latest_files=latest_files(conv, request.uploads))
+                                latest_files=latest_files(turns, request.uploads))
         reasons, contested = rank_models(request.text, plan, served, settings.max_fallbacks)
     except LLMCancelled:
         run.finish("cancelled", "The request was cancelled while it was being planned.")

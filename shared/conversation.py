@@ -54,11 +54,12 @@ class ConversationStore:
     def files(self) -> dict[str, ArtifactRef]:
         return {name: ArtifactRef.model_validate_json(raw) for name, raw in self.r.hgetall(self._files).items()}
 
-    def history(self, max_tokens: int) -> list[dict[str, str]]:
-        """Earlier turns as chat messages, newest kept, oldest dropped past `max_tokens`."""
+    def history(self, max_tokens: int, turns: list[Turn] | None = None) -> list[dict[str, str]]:
+        """Earlier turns (`turns`, else read here) as chat messages, newest kept, oldest dropped past
+        `max_tokens`."""
         messages: list[dict[str, str]] = []
         budget = max_tokens
-        for turn in reversed(self.turns()):
+        for turn in reversed(self.turns() if turns is None else turns):
             files = f" [files: {', '.join(f'{n} ({r.kind})' for n, r in turn.files.items())}]" if turn.files else ""
             pair = [{"role": "user", "content": turn.request}, {"role": "assistant", "content": turn.answer + files}]
             cost = sum(approx_tokens(m["content"]) for m in pair)

@@ -25,6 +25,11 @@ class RequestCreate(BaseModel):
     request_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{6,64}$")
     conversation_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     user: str = "local"
+    source: Literal["api", "chat"] | None = None  # which HTTP endpoint took it (the history tells them apart)
+
+
+# What each LLM stage is doing, in the words progress displays use (CLI, chat UIs).
+STAGE_WORDS = {"plan": "planning", "select": "choosing models", "respond": "writing the answer"}
 
 
 class ModelAttempt(BaseModel):

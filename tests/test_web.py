@@ -92,6 +92,17 @@ return document.querySelectorAll('#attachments li').length;
 """
 
 
+def _send_with_plan(d: Any, plan: list[dict[str, Any]], prompt: str) -> Any:
+    """Type an explicit plan and a request into the page, send them, and return the new turn."""
+    from selenium.webdriver.common.by import By
+
+    d.find_element(By.CSS_SELECTOR, "#plan-box summary").click()
+    d.find_element(By.ID, "plan").send_keys(json.dumps(plan))
+    d.find_element(By.ID, "prompt").send_keys(prompt)
+    d.find_element(By.ID, "send").click()
+    return _wait(d, lambda: d.find_elements(By.CSS_SELECTOR, "section.turn"), 20, "the turn")[0]
+
+
 def _tts_available() -> bool:
     try:
         from workers.audio.experts import PiperTTS
@@ -124,12 +135,7 @@ def test_web_page_upload_plan_live_graph_answer(web: ThreadServer, web_key: str,
     ]
     if tts:
         plan.append({"id": 3, "task": "text-to-speech", "dep": [-1], "args": {"text": "Hello from hgq."}})
-    d.find_element(By.CSS_SELECTOR, "#plan-box summary").click()
-    d.find_element(By.ID, "plan").send_keys(json.dumps(plan))
-    d.find_element(By.ID, "prompt").send_keys("Make photo.png gray and run the diagnostics")
-    d.find_element(By.ID, "send").click()
-
-    turn = _wait(d, lambda: d.find_elements(By.CSS_SELECTOR, "section.turn"), 20, "the turn")[0]
+    turn = _send_with_plan(d, plan, "Make photo.png gray and run the diagnostics")
     rid = turn.get_attribute("data-request-id")
     assert turn.find_element(By.CSS_SELECTOR, ".msg.user img").get_attribute("alt") == "photo.png"
 
@@ -238,11 +244,7 @@ def test_web_page_shows_outputs_early_markdown_details_and_fits_small_screens(  
     plan = [{"id": 0, "task": "image-to-image", "dep": [-1], "args": {"image": "photo.png", "style": "gray"}},
             {"id": 1, "task": "diag-text", "dep": [-1], "args": {"text": "slow", "seconds": 8}}]
     fake_llm.script("respond", "**Done.** The picture is now gray.\n- task 0: gray filter\n- task 1: `slow`")
-    d.find_element(By.CSS_SELECTOR, "#plan-box summary").click()
-    d.find_element(By.ID, "plan").send_keys(json.dumps(plan))
-    d.find_element(By.ID, "prompt").send_keys("gray it, slowly")
-    d.find_element(By.ID, "send").click()
-    turn = _wait(d, lambda: d.find_elements(By.CSS_SELECTOR, "section.turn"), 20, "the turn")[0]
+    turn = _send_with_plan(d, plan, "gray it, slowly")
     rid = turn.get_attribute("data-request-id")
     _wait(d, lambda: d.find_elements(By.CSS_SELECTOR, f'#history li[data-request-id="{rid}"]'), 10, "history")
     assert not d.find_elements(By.CSS_SELECTOR, f'#history li[data-request-id="{chat_id}"]')

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-_STAGES = {"plan": "planning", "select": "choosing models", "respond": "writing the answer"}
+from shared.run_models import STAGE_WORDS
+
 _ENDS = {"succeeded": "done", "failed": "failed", "skipped": "skipped (an input failed)", "cancelled": "cancelled"}
 
 
@@ -31,7 +32,7 @@ class ChatProgress:
                 return None
             self._last_wait = key
             ahead = ev.get("ahead")
-            what = _STAGES.get(str(ev.get("stage")), str(ev.get("stage")))
+            what = STAGE_WORDS.get(str(ev.get("stage")), str(ev.get("stage")))
             return f"Waiting for the LLM ({what}): {ahead} request{'s' if ahead != 1 else ''} ahead\n"
         if kind == "planned":
             plan = ev.get("plan") or []

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import redis
 import redis.asyncio as aioredis
@@ -32,8 +31,6 @@ from shared.plan import PlanTask
 from shared.redis_conn import text_redis
 from shared.run_models import RequestCreate, RunPublic
 from shared.settings import LLM_QUEUE, Settings
-
-log = logging.getLogger(__name__)
 
 
 class Service:
@@ -94,7 +91,7 @@ class Service:
 
     def submit(self, user: str, text: str, plan: list[PlanTask] | None, request_id: str | None,
                uploads: list[Upload], urls: list[tuple[str, str | None, str]],
-               conversation_id: str | None = None, source: str = "api") -> tuple[str, bool]:
+               conversation_id: str | None = None, source: Literal["api", "chat"] = "api") -> tuple[str, bool]:
         """Limits, uploads, then the request. Returns (run id, created). `source` ("api" or "chat",
         the OpenAI-compatible endpoint) is kept with the run, so the history can tell them apart."""
         limits = self.keys.limits(user, self.api.api_rate_per_minute, self.api.api_max_concurrent)
@@ -122,7 +119,7 @@ class Service:
                            "rate_limit_error", None, {"Retry-After": "2"})
         try:
             self.client.submit(RequestCreate(text=text, uploads=refs, plan=plan, request_id=run_id, user=user,
-                                             conversation_id=conversation))
+                                             conversation_id=conversation, source=source))
         except PlanError as exc:
             self.limiter.release(user, run_id)
             raise ApiError(422, str(exc), field="plan",
@@ -133,10 +130,6 @@ class Service:
         if request_id is not None and self.owners.owner(run_id) != user:  # lost a race for the same id
             self.limiter.release(user, run_id)
             raise ApiError(409, "request_id is already used; choose another", field="request_id")
-        try:  # cosmetic (the history's source): never turn an accepted run into an error
-            self.r.hset(run_keys(self.settings.key_prefix, run_id).meta, "source", source)
-        except redis.RedisError:
-            log.warning("could not record the source of run %s", run_id)
         self.owners.record_run(user, run_id)
         return run_id, True
 
@@ -193,15 +186,15 @@ class Service:
         pipe = self.r.pipeline(transaction=False)
         for run_id in ids:
             pipe.hmget(run_keys(self.settings.key_prefix, run_id).meta,
-                       ["status", "created_at", "finished_at", "request", "response", "source"])
+                       ["status", "created_at", "finished_at", "request", "response"])
         out = []
-        for run_id, (status, created, finished, request, response, source) in zip(ids, pipe.execute(), strict=True):
+        for run_id, (status, created, finished, request, response) in zip(ids, pipe.execute(), strict=True):
             if status is None:
                 continue  # expired
             req = json.loads(request) if request else {}
             out.append({"request_id": run_id, "status": status, "request": req.get("text", ""), "response": response,
                         "conversation_id": self.public_conversation(req.get("conversation_id")),
-                        "source": source or "api",
+                        "source": req.get("source") or "api",
                         "created_at": float(created) if created else None,
                         "finished_at": float(finished) if finished else None})
         return out
