@@ -1,5 +1,6 @@
-"""`hgq models`: the models live workers serve (what the planner can choose from), and a check of
-HGQ_MODELS_FILE. planner_service/cli.py calls `register(main)`."""
+"""`hgq models`: the models live workers serve (what the planner can choose from), a check of
+HGQ_MODELS_FILE, and `hgq models download` (the weights of its transformers and diffusers models,
+for a machine with network). planner_service/cli.py calls `register(main)`."""
 
 from __future__ import annotations
 
@@ -23,11 +24,14 @@ def check_models_file() -> str | None:
     return f"HGQ_MODELS_FILE {settings.models_file}: valid: {by_backend}"
 
 
-@click.command("models")
+@click.group("models", invoke_without_command=True)
 @click.option("--check", is_flag=True, help="only validate HGQ_MODELS_FILE (no Redis needed)")
 @click.option("--task", default=None, help="only this task type")
-def models_cmd(check: bool, task: str | None) -> None:
+@click.pass_context
+def models_cmd(ctx: click.Context, check: bool, task: str | None) -> None:
     """List the models live workers serve, per pool and task type (and check HGQ_MODELS_FILE)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from shared.redis_conn import text_redis
     from shared.registry import live_workers
 
@@ -57,6 +61,22 @@ def models_cmd(check: bool, task: str | None) -> None:
     click.echo(f"{'pool':<7}{'task':<30}{'model':<45}{'backend':<14}{'workers':>7}  description")
     for (pool, task_name, model_id), (backend, description, hosts) in sorted(rows.items()):
         click.echo(f"{pool:<7}{task_name:<30}{model_id:<45}{backend:<14}{len(hosts):>7}  {description[:60]}")
+
+
+@models_cmd.command("download")
+@click.argument("model_ids", nargs=-1)
+def download_cmd(model_ids: tuple[str, ...]) -> None:
+    """Fetch the weights of HGQ_MODELS_FILE's transformers and diffusers models (or only MODEL_IDS) from
+    the Hugging Face Hub: into HGQ_MODEL_DIR/<org>--<name> when it is set, else the Hugging Face cache.
+    Needs network access to the Hub; workers then load them offline."""
+    from planner_service.model_download import DownloadError, download_models
+
+    try:
+        for line in download_models(get_settings(), model_ids):
+            click.echo(line)
+    except (HgqError, DownloadError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
 def register(main: click.Group) -> None:

@@ -18,7 +18,7 @@ name), each as a repair message for the LLM's one repair round.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from shared.catalog import TASK_TYPES
 from shared.outputs import ArtifactRef
@@ -165,10 +165,34 @@ def follow_back_references(tasks: list[PlanTask], uploads: Mapping[str, Artifact
     return out
 
 
+_SAYS_MAP = re.compile(r"\b(?:maps?|skeletons?|control (?:image|map)s?|depth image)\b", re.I)
+
+
+def control_maps_first(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request: str,
+                       available: Collection[str]) -> list[PlanTask]:
+    """An X-text-to-image task given a photo (an upload) gets the photo's X control map first, as
+    HuggingGPT chains them ("a knight in this pose": openpose-control, then openpose-text-to-image),
+    unless the request says the file already is a map, or X-control is not served."""
+    out = list(tasks)
+    next_id = max((t.id for t in tasks), default=-1) + 1
+    for i, t in enumerate(tasks):
+        control = t.task.removesuffix("-text-to-image") + "-control"
+        image = t.args.get("image")
+        if (not t.task.endswith("-text-to-image") or t.task == "text-to-image" or control not in available
+                or not isinstance(image, str) or image not in uploads or _SAYS_MAP.search(request)):
+            continue
+        out.append(PlanTask(id=next_id, task=control, dep=[-1], args={"image": image}))
+        out[i] = t.model_copy(update={"args": {**t.args, "image": f"<GENERATED>-{next_id}"},
+                                      "dep": sorted({*[d for d in t.dep if d >= 0], next_id})})
+        next_id += 1
+    return out
+
+
 def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request: str = "",
-              latest: Mapping[str, str] | None = None) -> list[PlanTask]:
+              latest: Mapping[str, str] | None = None, available: Collection[str] = ()) -> list[PlanTask]:
     """The plan with its no-judgement slips fixed (a new list; the input is not changed)."""
     tasks = follow_back_references(tasks, uploads, request, latest or {})
+    tasks = control_maps_first(tasks, uploads, request, available)
     by_kind: dict[str, list[str]] = {}
     for name, ref in uploads.items():
         if "/" not in name:

@@ -173,4 +173,15 @@ DEMOS: list[Demo] = [
     ("Could you turn the photo of my bike, bike.jpg, into a pencil drawing and then tell me what the drawing "
      "looks like to an image classifier? [files: bike.jpg (image)]",
      [_t(0, I2I, [], image="bike.jpg", style="sketch"), _t(1, ICLS, [0], image="<GENERATED>-0")]),
+    # shown only where a worker serves them (a diffusers model: ControlNet, text-to-video)
+    ("Paint an astronaut on the moon standing exactly the way the woman stands in dancer.jpg. "
+     "[files: dancer.jpg (image)]",
+     [_t(0, "openpose-control", [], image="dancer.jpg"),
+      _t(1, "openpose-text-to-image", [0], image="<GENERATED>-0", text="an astronaut standing on the moon")]),
+    ("Keep the outlines of house.png but make it look like a snowy cabin in a pine forest. "
+     "[files: house.png (image)]",
+     [_t(0, "canny-control", [], image="house.png"),
+      _t(1, "canny-text-to-image", [0], image="<GENERATED>-0", text="a snowy cabin in a pine forest")]),
+    ("Make a short clip of a paper boat drifting down a rainy street.",
+     [_t(0, "text-to-video", [], text="a paper boat drifting down a rainy street")]),
 ]

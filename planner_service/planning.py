@@ -128,7 +128,7 @@ def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], availa
                 # Dropping every task is not a repair: it would silently turn the request into chat.
                 raise PlanError([f"the repair round dropped all tasks instead of fixing: {'; '.join(problems)}"])
             first_had_tasks = has_tasks
-            plan = validate_plan(normalise(parse_plan_json(raw), uploads, text, latest_files), uploads, available)
+            plan = validate_plan(normalise(parse_plan_json(raw), uploads, text, latest_files, available), uploads, available)
             left = request_problems(text, plan, uploads, available)
             if attempt == 1 and valid is not None and len(left) >= len(problems):
                 return valid  # the "repair" fixed none of what it was asked to: the first plan was no worse

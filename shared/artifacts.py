@@ -13,7 +13,7 @@ from shared.outputs import ArtifactRef, MediaKind
 
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp", "image/bmp": "bmp",
         "audio/wav": "wav", "audio/x-wav": "wav", "audio/mpeg": "mp3", "audio/ogg": "ogg", "audio/flac": "flac",
-        "audio/mp4": "m4a", "audio/aac": "aac", "audio/webm": "webm"}
+        "audio/mp4": "m4a", "audio/aac": "aac", "audio/webm": "webm", "video/mp4": "mp4", "video/webm": "webm"}
 
 
 def extension(mime: str) -> str:

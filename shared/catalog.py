@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-ValueKind = Literal["text", "image", "audio"]
+ValueKind = Literal["text", "image", "audio", "video"]
 Pool = Literal["text", "vision", "audio"]
 
 
@@ -40,6 +40,15 @@ class TaskType(BaseModel):
 def _t(name: str, pool: Pool, inputs: dict[str, Slot], produces: set[str], description: str, **kw: Any) -> TaskType:
     return TaskType(name=name, pool=pool, inputs=inputs, produces=frozenset(produces), description=description, **kw)
 
+
+# ControlNet control kinds (HuggingGPT's lllyasviel/sd-controlnet-* family) -> what the map shows
+CONTROLS = {
+    "canny": "canny edges",
+    "openpose": "OpenPose body skeletons of the people",
+    "depth": "depth, near bright and far dark",
+    "hed": "soft HED edges",
+    "seg": "semantic segments, one colour per class",
+}
 
 TEXT = Slot(kind="text")
 IMAGE = Slot(kind="image")
@@ -94,6 +103,16 @@ TASK_TYPES: dict[str, TaskType] = {
         _t("image-to-image", "vision", {"image": IMAGE, "text": Slot(kind="text", required=False)}, {"image"},
            "transform an image (edges, sketch, stylise, grayscale, OpenPose-style pose map of the people)",
            params={"style": "canny|sketch|stylize|gray|pose"}),
+        _t("text-to-video", "vision", {"text": TEXT}, {"video"}, "generate a short video clip from a description"),
+        # ControlNet, as HuggingGPT names it: X-control makes a control map of an image, X-text-to-image
+        # draws a new image from a description that follows such a map (or a photo, mapped first)
+        *(_t(f"{name}-control", "vision", {"image": IMAGE}, {"image"}, f"ControlNet control map of an image: {what}")
+          for name, what in CONTROLS.items()),
+        *(_t(f"{name}-text-to-image", "vision",
+             {"image": Slot(kind="image", doc=f"the {name} control map (from {name}-control)"),
+              "text": Slot(kind="text", doc="what to draw")}, {"image"},
+             f"generate an image from a description, laid out like the {name} control map ({what})")
+          for name, what in CONTROLS.items()),
         # --- audio pool ------------------------------------------------------------------
         _t("automatic-speech-recognition", "audio", {"audio": AUDIO}, {"text"}, "transcribe speech to text"),
         _t("text-to-speech", "audio", {"text": TEXT}, {"audio"}, "read a text aloud (speech audio)"),

@@ -14,6 +14,22 @@
       - id: facebook/detr-resnet-50
         task: object-detection
         backend: hf-inference                # Hugging Face inference by repo id (`repo`, default: id)
+      - id: Salesforce/blip-image-captioning-base
+        task: image-to-text
+        backend: transformers                # a transformers.pipeline on this machine (weights on disk)
+        device: cuda:0                       # auto (cuda:0 when there is a GPU) | cpu | cuda:N | mps
+        dtype: float16                       # auto | float32 | float16 | bfloat16
+      - id: lllyasviel/sd-controlnet-openpose
+        task: openpose-text-to-image
+        backend: diffusers                   # a diffusers pipeline: text-to-image, image-to-image,
+        model: runwayml/stable-diffusion-v1-5  # ControlNet (X-text-to-image), text-to-video
+        controlnet: lllyasviel/sd-controlnet-openpose
+        steps: 20
+        seed: 7
+
+`model` (transformers, diffusers) is a Hub repo id or a folder; weights load from HGQ_MODEL_DIR
+(`<org>--<name>` folders), the Hugging Face cache, or that folder, never from the network
+(`hgq models download` fetches them on a machine with network).
 
 `pool` defaults to the task type's pool (giving another one is an error: a task runs on its pool).
 Every problem of the file is reported at once, naming the file, the entry and the field; a worker
@@ -29,10 +45,28 @@ from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from shared.catalog import TASK_TYPES, Pool
+from shared.catalog import CONTROLS, TASK_TYPES, Pool
 from shared.errors import ConfigError
 
-BACKENDS = ("python", "hf-inference", "endpoint")
+BACKENDS = ("python", "hf-inference", "endpoint", "transformers", "diffusers")
+
+# hgq task type -> the transformers pipeline that serves it (`pipeline:` overrides it)
+TRANSFORMERS_PIPELINES = {
+    "text-classification": "text-classification", "language-detection": "text-classification",
+    "token-classification": "token-classification", "question-answering": "question-answering",
+    "sentence-similarity": "feature-extraction", "summarization": "summarization", "translation": "translation",
+    "conversational": "text-generation", "text-generation": "text-generation",
+    "text2text-generation": "text2text-generation",
+    "image-to-text": "image-to-text", "image-classification": "image-classification",
+    "object-detection": "object-detection", "image-segmentation": "image-segmentation",
+    "depth-estimation": "depth-estimation", "depth-control": "depth-estimation", "seg-control": "image-segmentation",
+    "visual-question-answering": "visual-question-answering",
+    "document-question-answering": "document-question-answering",
+    "automatic-speech-recognition": "automatic-speech-recognition", "text-to-speech": "text-to-speech",
+    "audio-classification": "audio-classification",
+}
+CONTROL_TEXT_TO_IMAGE = frozenset(f"{name}-text-to-image" for name in CONTROLS)
+DIFFUSERS_TASKS = frozenset({"text-to-image", "image-to-image", "text-to-video"}) | CONTROL_TEXT_TO_IMAGE
 
 
 class _ModelBase(BaseModel):
@@ -114,13 +148,82 @@ class EndpointModel(_RemoteModel):
         return self.url
 
 
-CustomModel = Annotated[PythonModel | HFInferenceModel | EndpointModel, Field(discriminator="backend")]
+class _LocalModel(_ModelBase):
+    """Weights on this machine, run in the pool's worker process."""
+
+    model: str | None = Field(None, min_length=1)  # a Hub repo id or a folder; default: id
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    options: dict[str, Any] = Field(default_factory=dict)  # extra keyword arguments of each call
+
+    @property
+    def weights(self) -> str:
+        return self.model or self.id
+
+
+class TransformersModel(_LocalModel):
+    """Any transformers.pipeline task (captioning, VQA, detection, depth, ASR, summarisation...)."""
+
+    backend: Literal["transformers"]
+    pipeline: str | None = Field(None, pattern=r"^[a-z0-9-]+$")  # default: TRANSFORMERS_PIPELINES[task]
+    batch_size: int = Field(1, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _pipeline_of_task(self) -> TransformersModel:
+        if self.pipeline is None:
+            default = TRANSFORMERS_PIPELINES.get(self.task)
+            if default is None:
+                other = " (use backend: diffusers)" if self.task in DIFFUSERS_TASKS else ""
+                raise ValueError(f"the transformers backend does not serve task '{self.task}'{other}; it serves "
+                                 + ", ".join(sorted(TRANSFORMERS_PIPELINES)))
+            object.__setattr__(self, "pipeline", default)
+        return self
+
+    @property
+    def target(self) -> str:
+        return self.weights
+
+
+class DiffusersModel(_LocalModel):
+    """A diffusers pipeline: text-to-image, image-to-image, ControlNet (X-text-to-image), text-to-video."""
+
+    backend: Literal["diffusers"]
+    controlnet: str | None = Field(None, min_length=1)  # the ControlNet's repo id or folder (X-text-to-image)
+    steps: int = Field(25, ge=1, le=500)
+    seed: int | None = Field(None, ge=0)
+    guidance_scale: float | None = Field(None, ge=0, le=50)
+    width: int | None = Field(None, ge=8, le=4096, multiple_of=8)
+    height: int | None = Field(None, ge=8, le=4096, multiple_of=8)
+    num_frames: int | None = Field(None, ge=1, le=1024)  # text-to-video
+    fps: int = Field(8, ge=1, le=120)  # text-to-video
+
+    @model_validator(mode="after")
+    def _fits_task(self) -> DiffusersModel:
+        if self.task not in DIFFUSERS_TASKS:
+            raise ValueError(f"the diffusers backend does not serve task '{self.task}'; it serves "
+                             + ", ".join(sorted(DIFFUSERS_TASKS)))
+        if self.task in CONTROL_TEXT_TO_IMAGE and self.controlnet is None:
+            raise ValueError(f"task '{self.task}' needs a ControlNet: add controlnet: <repo id or folder>")
+        if self.controlnet is not None and self.task not in CONTROL_TEXT_TO_IMAGE:
+            raise ValueError(f"controlnet is for the X-text-to-image tasks, not '{self.task}'")
+        if self.num_frames is not None and self.task != "text-to-video":
+            raise ValueError("num_frames is for text-to-video")
+        return self
+
+    @property
+    def target(self) -> str:
+        return self.weights
+
+
+AnyModel = PythonModel | HFInferenceModel | EndpointModel | TransformersModel | DiffusersModel
+CustomModel = Annotated[AnyModel, Field(discriminator="backend")]
 # (cast: mypy cannot read an Annotated union as a type form; the annotation carries the type)
-_ENTRY: TypeAdapter[PythonModel | HFInferenceModel | EndpointModel] = TypeAdapter(cast(Any, CustomModel))
-_FIELDS: dict[str, type[BaseModel]] = {"python": PythonModel, "hf-inference": HFInferenceModel, "endpoint": EndpointModel}
+_ENTRY: TypeAdapter[AnyModel] = TypeAdapter(cast(Any, CustomModel))
+_FIELDS: dict[str, type[BaseModel]] = {"python": PythonModel, "hf-inference": HFInferenceModel, "endpoint": EndpointModel,
+                                       "transformers": TransformersModel, "diffusers": DiffusersModel}
 
 
-def load_models_file(path: Path | str) -> list[PythonModel | HFInferenceModel | EndpointModel]:
+def load_models_file(path: Path | str) -> list[AnyModel]:
     """The validated entries of a models file; ConfigError listing every problem otherwise."""
     path = Path(path).expanduser()
     try:
@@ -131,7 +234,7 @@ def load_models_file(path: Path | str) -> list[PythonModel | HFInferenceModel | 
 
 
 @lru_cache(maxsize=4)
-def _load(path: str, _stamp: int) -> tuple[PythonModel | HFInferenceModel | EndpointModel, ...]:
+def _load(path: str, _stamp: int) -> tuple[AnyModel, ...]:
     import yaml
 
     where = f"HGQ_MODELS_FILE {path}"
@@ -151,7 +254,7 @@ def _load(path: str, _stamp: int) -> tuple[PythonModel | HFInferenceModel | Endp
     if not isinstance(raw, list):
         raise ConfigError(f"{where}: expected a list of models (or 'models:' with a list), got {type(raw).__name__}")
     problems: list[str] = []
-    models: list[PythonModel | HFInferenceModel | EndpointModel] = []
+    models: list[AnyModel] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(raw, start=1):
         label = _label(index, entry)
@@ -169,6 +272,8 @@ def _load(path: str, _stamp: int) -> tuple[PythonModel | HFInferenceModel | Endp
         seen[model.id] = index
         if isinstance(model, PythonModel):
             model = model.model_copy(update={"callable": _anchor(model.callable, Path(path).parent)})
+        elif isinstance(model, _LocalModel):
+            model = _anchor_folders(model, Path(path).parent)
         models.append(model)
     if problems:
         raise ConfigError(f"{where} is invalid:\n  " + "\n  ".join(problems))
@@ -205,3 +310,13 @@ def _anchor(target: str, base: Path) -> str:
     if module.endswith(".py") and not Path(module).expanduser().is_absolute():
         module = str((base / module).resolve())
     return f"{module}:{func}"
+
+
+def _anchor_folders(model: TransformersModel | DiffusersModel, base: Path) -> TransformersModel | DiffusersModel:
+    """`model` / `controlnet` given as ./folder (relative to the YAML file's folder) become absolute."""
+    update = {}
+    for field in ("model", "controlnet"):
+        value = getattr(model, field, None)
+        if isinstance(value, str) and value.startswith(("./", "../", "~")):
+            update[field] = str((base / Path(value).expanduser()).resolve())
+    return model.model_copy(update=update) if update else model

@@ -6,11 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-MediaKind = Literal["image", "audio"]
+MediaKind = Literal["image", "audio", "video"]
 
 
 class ArtifactRef(BaseModel):
-    """A stored file (image, audio), passed by reference: never as a broker payload."""
+    """A stored file (image, audio, video), passed by reference: never as a broker payload."""
 
     id: str = Field(description="sha256 of the content (content-addressed)")
     mime: str

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.custom_models import EndpointModel, PythonModel, load_models_file
+from shared.custom_models import DiffusersModel, EndpointModel, PythonModel, TransformersModel, load_models_file
 from shared.errors import ConfigError
 from tests.helpers import run_plan
 
@@ -58,12 +58,74 @@ models:
     ("{id: a, task: summarization, backend: python, callable: 'no-colon'}", "callable: 'no-colon' is not"),
     ("{id: a, task: text-to-image, backend: endpoint, url: 'http://x', pool: text}",
      "task 'text-to-image' runs on the vision pool, not 'text'"),
+    ("{id: a, task: text-to-image, backend: transformers}",
+     "the transformers backend does not serve task 'text-to-image' (use backend: diffusers)"),
+    ("{id: a, task: summarization, backend: diffusers}", "the diffusers backend does not serve task 'summarization'"),
+    ("{id: a, task: openpose-text-to-image, backend: diffusers}",
+     "task 'openpose-text-to-image' needs a ControlNet: add controlnet: <repo id or folder>"),
+    ("{id: a, task: text-to-image, backend: diffusers, controlnet: x/y}", "controlnet is for the X-text-to-image"),
+    ("{id: a, task: text-to-image, backend: diffusers, num_frames: 8}", "num_frames is for text-to-video"),
+    ("{id: a, task: text-to-image, backend: diffusers, width: 100}", "width: Input should be a multiple of 8"),
+    ("{id: a, task: image-to-text, backend: transformers, device: gpu0}", "device: String should match pattern"),
+    ("{id: a, task: image-to-text, backend: transformers, dtype: int8}", "dtype: Input should be 'auto'"),
+    ("{id: a, task: image-to-text, backend: transformers, steps: 3}",
+     "unknown key 'steps' (a transformers model takes: id, task, pool, description, model, device, dtype, options, "
+     "backend, pipeline, batch_size)"),
 ])
 def test_invalid_entries_are_reported_with_file_entry_and_field(tmp_path: Path, entry: str, message: str) -> None:
     path = _write(tmp_path, f"models:\n  - {entry}\n")
     with pytest.raises(ConfigError) as info:
         load_models_file(path)
     assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_local_backends_default_their_pipeline_and_anchor_folders(tmp_path: Path) -> None:
+    path = _write(tmp_path, """
+models:
+  - {id: Salesforce/blip-image-captioning-base, task: image-to-text, backend: transformers, device: cuda:1}
+  - {id: me/depth, task: depth-control, backend: transformers, model: ./weights/dpt, dtype: float16}
+  - {id: me/pose, task: openpose-text-to-image, backend: diffusers, model: runwayml/stable-diffusion-v1-5,
+     controlnet: ../cn, steps: 4, seed: 3}
+""")
+    blip, depth, pose = load_models_file(path)
+    assert isinstance(blip, TransformersModel) and blip.pipeline == "image-to-text" and blip.weights == blip.id
+    assert blip.served_pool == "vision" and blip.device == "cuda:1" and blip.dtype == "auto"
+    assert isinstance(depth, TransformersModel) and depth.pipeline == "depth-estimation"
+    assert depth.weights == str(tmp_path / "weights" / "dpt")  # relative to the models file
+    assert isinstance(pose, DiffusersModel) and pose.controlnet == str(tmp_path.parent / "cn")
+    assert pose.weights == "runwayml/stable-diffusion-v1-5" and (pose.steps, pose.seed, pose.fps) == (4, 3, 8)
+
+
+def test_weights_not_on_this_machine_say_where_they_were_looked_for(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from shared.settings import get_settings
+    from workers.hf_local.weights import weights_missing
+
+    monkeypatch.setenv("HGQ_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    get_settings.cache_clear()
+    try:
+        reason = weights_missing("someone/not-here")
+        assert reason is not None and str(tmp_path / "someone--not-here") in reason
+        assert "hgq models download" in reason
+        assert weights_missing(str(tmp_path / "nope")) == f"model folder {tmp_path / 'nope'} does not exist"
+        (tmp_path / "someone--not-here").mkdir()
+        assert weights_missing("someone/not-here") is None
+    finally:
+        get_settings.cache_clear()
+
+
+def test_models_download_says_it_needs_the_network(tmp_path: Path) -> None:
+    path = _write(tmp_path, "models:\n  - {id: me/cap, task: image-to-text, backend: transformers, model: a/b}\n"
+                            "  - {id: me/rev, task: summarization, backend: python, callable: 'm:f'}\n")
+    env = {**os.environ, "HGQ_MODELS_FILE": str(path), "HGQ_MODEL_DIR": str(tmp_path / "models"),
+           "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2"}
+    env.pop("HF_HUB_OFFLINE", None)
+    run = [sys.executable, "-m", "planner_service.cli", "models", "download"]
+    proc = subprocess.run(run, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "error: me/cap: cannot fetch a/b from the Hugging Face Hub (this needs network access to it)" in proc.stderr
+    proc = subprocess.run([*run, "me/rev"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "not a transformers or diffusers model" in proc.stderr and "me/rev" in proc.stderr
 
 
 def test_every_problem_at_once_and_file_level_errors(tmp_path: Path) -> None:

@@ -285,3 +285,21 @@ def test_document_questions_on_a_text_result_become_text_questions_when_no_image
     assert fixed[1].task == "question-answering" and fixed[1].args == {"question": "Which river?",
                                                                        "text": "<GENERATED>-0"}
     validate_plan(fixed, {}, OFFERED)
+
+
+def test_a_controlnet_task_given_a_photo_gets_its_control_map_first() -> None:
+    photo = _upload("dancer.jpg")
+    plan = [{"id": 0, "task": "openpose-text-to-image", "args": {"image": "dancer.jpg", "text": "an astronaut"}}]
+    fixed = normalise(_tasks(plan), photo, "an astronaut standing like the woman in dancer.jpg", available=OFFERED)
+    assert [(t.id, t.task, t.args.get("image")) for t in fixed] == [
+        (0, "openpose-text-to-image", "<GENERATED>-1"), (1, "openpose-control", "dancer.jpg")]
+    assert fixed[0].dep == [1] and validate_plan(fixed, photo, OFFERED).topological_order() == [1, 0]
+    # the file already is a map, or no worker makes such maps: the plan is left as it is
+    said = normalise(_tasks(plan), photo, "draw an astronaut on this pose map", available=OFFERED)
+    assert [t.task for t in said] == ["openpose-text-to-image"]
+    unserved = normalise(_tasks(plan), photo, "an astronaut like dancer.jpg", available=OFFERED - {"openpose-control"})
+    assert [t.task for t in unserved] == ["openpose-text-to-image"]
+    chained = [{"id": 0, "task": "canny-control", "args": {"image": "dancer.jpg"}},
+               {"id": 1, "task": "canny-text-to-image", "args": {"image": "<GENERATED>-0", "text": "a robot"}}]
+    assert [t.task for t in normalise(_tasks(chained), photo, "a robot like dancer.jpg", available=OFFERED)] == [
+        "canny-control", "canny-text-to-image"]

@@ -2,7 +2,8 @@
 what it serves:
 
 * user models from HGQ_MODELS_FILE (shared/custom_models.py): a Python function of yours, a
-  Hugging Face model by repo id, or any endpoint URL speaking the HF inference protocol;
+  Hugging Face model by repo id, any endpoint URL speaking the HF inference protocol, or
+  weights on this machine run by transformers or diffusers (workers/hf_local/);
 * with HF_TOKEN set, remote candidates from the model catalogue: the HGQ_REMOTE_MODELS_PER_TASK
   most popular catalogue models of each of the pool's task types (HGQ_HF_REMOTE=missing: only the
   task types no local or user model serves; all: every task type).
@@ -24,7 +25,7 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from shared.catalog import TASK_TYPES
-from shared.custom_models import EndpointModel, HFInferenceModel, PythonModel, load_models_file
+from shared.custom_models import AnyModel, DiffusersModel, PythonModel, TransformersModel, load_models_file
 from shared.errors import ConfigError
 from shared.outputs import ExpertResult
 from shared.registry import ServedModel
@@ -64,7 +65,11 @@ def register_model_sources(pool: str, settings: Settings) -> None:
     _registered.add(pool)
 
 
-def custom_expert_class(spec: PythonModel | HFInferenceModel | EndpointModel) -> type[Expert]:
+def custom_expert_class(spec: AnyModel) -> type[Expert]:
+    if isinstance(spec, TransformersModel | DiffusersModel):
+        from workers.hf_local.experts import local_expert_class
+
+        return local_expert_class(spec)
     if isinstance(spec, PythonModel):
         func = resolve_callable(spec.callable, spec.id)
         attrs = {"model_id": spec.id, "task": spec.task, "pool": spec.served_pool, "description": spec.description,

@@ -16,7 +16,7 @@ POOL_MODULES: dict[str, tuple[str, ...]] = {
     "text": ("workers.text.experts", "workers.text.llm_experts", "workers.text.embedding_experts",
              "workers.text.spacy_experts", "workers.text.apertium_experts"),
     "vision": ("workers.vision.experts", "workers.vision.classification_experts", "workers.vision.detection_experts",
-               "workers.vision.segmentation_experts", "workers.vision.docqa_experts"),
+               "workers.vision.segmentation_experts", "workers.vision.docqa_experts", "workers.vision.control_experts"),
     "audio": ("workers.audio.experts",),
 }
 

@@ -450,6 +450,7 @@ async function showArtifacts(turn, artifacts) {
       const url = URL.createObjectURL(blob);
       let media;
       if (a.kind === "image") { media = el("img"); media.alt = `output of task ${a.task}`; }
+      else if (a.kind === "video") { media = el("video"); media.controls = true; media.loop = true; media.muted = true; }
       else { media = el("audio"); media.controls = true; }
       media.src = url;
       media.dataset.artifact = a.id;

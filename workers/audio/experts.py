@@ -55,10 +55,15 @@ def _media(inputs: Mapping[str, InputValue], slot: str) -> Media:
 
 def decode(media: Media) -> np.ndarray:
     """Any audio container/codec PyAV reads -> mono float32 at 16 kHz."""
+    return decode_at(media, SAMPLE_RATE)
+
+
+def decode_at(media: Media, rate: int) -> np.ndarray:
+    """Any audio container/codec PyAV reads -> mono float32 at `rate` Hz."""
     from faster_whisper.audio import decode_audio
 
     try:
-        audio = decode_audio(io.BytesIO(media.data), sampling_rate=SAMPLE_RATE)
+        audio = decode_audio(io.BytesIO(media.data), sampling_rate=rate)
     except Exception as exc:  # av.error.*, ValueError, IndexError (no audio stream)
         raise ExpertError(f"cannot decode audio ({media.mime}): {exc}") from exc
     if len(audio) == 0:

@@ -1,8 +1,8 @@
 """Each task type hgq knows, as one InferenceClient call mapped onto hgq's ExpertResult.
 
 A call gets the client (bound to a repo id or an endpoint URL), the node's resolved inputs and
-its literal params. Labels, boxes and text go to their typed fields; images and audio come back
-as media blobs (the node runner stores them as artifacts). depth-estimation has no
+its literal params. Labels, boxes and text go to their typed fields; images, audio and video come
+back as media blobs (the node runner stores them as artifacts). depth-estimation has no
 InferenceClient method: it is one POST of the image in the same protocol (`post_raw`).
 """
 
@@ -13,6 +13,7 @@ import io
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from shared.catalog import CONTROLS
 from shared.errors import ExpertError
 from shared.outputs import Box, ExpertResult, Label, MediaBlob
 from workers.expert import InputValue, Media
@@ -185,6 +186,9 @@ def image_segmentation(client: Any, inputs: Mapping[str, InputValue], params: Ma
 def depth_estimation(client: Any, inputs: Mapping[str, InputValue], params: Mapping[str, Any]) -> ExpertResult:
     from workers.remote.raw import post_raw
 
+    if hasattr(client, "depth_estimation"):  # a local pipeline (InferenceClient has no such method)
+        return ExpertResult(text="depth map of the image",
+                            media=[_image_blob(client.depth_estimation(_payload(_media(inputs, "image"))), "depth.png")])
     reply = post_raw(client, "depth-estimation", _media(inputs, "image"))
     if isinstance(reply, dict):
         depth = reply.get("depth")
@@ -220,6 +224,36 @@ def image_to_image(client: Any, inputs: Mapping[str, InputValue], params: Mappin
     prompt = inputs.get("text") if isinstance(inputs.get("text"), str) else params.get("style")
     out = client.image_to_image(_payload(_media(inputs, "image")), prompt=str(prompt) if prompt else None)
     return ExpertResult(text="transformed image", media=[_image_blob(_png(out), "image.png")])
+
+
+def seg_control(client: Any, inputs: Mapping[str, InputValue], params: Mapping[str, Any]) -> ExpertResult:
+    image = _media(inputs, "image")
+    segments = client.image_segmentation(_payload(image))
+    from workers.remote.drawing import segment_map
+
+    names = ", ".join(str(s.label) for s in segments)
+    return ExpertResult(text=f"segment map: {names}" if names else "segment map (no segments found)",
+                        labels=_labels(segments), media=[_image_blob(segment_map(image.data, segments), "seg.png")])
+
+
+def control_text_to_image(client: Any, inputs: Mapping[str, InputValue], params: Mapping[str, Any]) -> ExpertResult:
+    """X-text-to-image: a ControlNet draws the description laid out like the control map."""
+    prompt = _text(inputs)
+    out = client.image_to_image(_payload(_media(inputs, "image")), prompt=prompt)
+    return ExpertResult(text=f"image of: {prompt[:200]}", media=[_image_blob(_png(out), "generated.png")])
+
+
+def video_mime(data: bytes) -> tuple[str, str]:
+    """(MIME type, extension) of a video from its first bytes: WebM (EBML) or else MP4."""
+    return ("video/webm", "webm") if data[:4] == b"\x1a\x45\xdf\xa3" else ("video/mp4", "mp4")
+
+
+def text_to_video(client: Any, inputs: Mapping[str, InputValue], params: Mapping[str, Any]) -> ExpertResult:
+    prompt = _text(inputs)
+    data = bytes(client.text_to_video(prompt))
+    mime, ext = video_mime(data)
+    return ExpertResult(text=f"video of: {prompt[:200]}",
+                        media=[MediaBlob(data=data, mime=mime, kind="video", name=f"generated.{ext}")])
 
 
 # --- audio ----------------------------------------------------------------------------------
@@ -264,6 +298,10 @@ CALLS: dict[str, Call] = {
     "document-question-answering": document_question_answering,
     "text-to-image": text_to_image,
     "image-to-image": image_to_image,
+    "text-to-video": text_to_video,
+    "depth-control": depth_estimation,
+    "seg-control": seg_control,
+    **{f"{name}-text-to-image": control_text_to_image for name in CONTROLS},
     "automatic-speech-recognition": automatic_speech_recognition,
     "text-to-speech": text_to_speech,
     "audio-classification": audio_classification,

@@ -63,3 +63,21 @@ def mask_and_cutout(image_bytes: bytes, masks: Sequence[Any]) -> tuple[bytes, by
     histogram = union.point(lambda v: 255 if v >= 128 else 0).histogram()
     share = histogram[255] / max(1, image.width * image.height)
     return _png(union), _png(cutout), share
+
+
+def segment_map(image_bytes: bytes, segments: Sequence[Any]) -> bytes:
+    """A seg control map: each segment filled on black with a colour fixed per label (the same class has
+    the same colour in every map; it is not the ADE20K palette lllyasviel/sd-controlnet-seg learnt)."""
+    import hashlib
+
+    from PIL import Image
+
+    size = _open(image_bytes).size
+    canvas = Image.new("RGB", size, (0, 0, 0))
+    for seg in segments:
+        if seg.mask is None:
+            continue
+        digest = hashlib.sha256(str(seg.label).encode()).digest()
+        canvas.paste(Image.new("RGB", size, (digest[0], digest[1], digest[2])), (0, 0),
+                     seg.mask.convert("L").resize(size).point(lambda v: 255 if v >= 128 else 0))
+    return _png(canvas)
