@@ -109,8 +109,10 @@ class QueueCollector:
         settings = self.settings or get_settings()
         length = GaugeMetricFamily("hgq_queue_length", "Messages waiting in a queue (on the broker)",
                                    labels=["queue"])
-        workers = GaugeMetricFamily("hgq_workers", "Live worker processes (main) per pool", labels=["pool"])
-        procs = GaugeMetricFamily("hgq_worker_processes", "Execution slots (concurrency) per pool", labels=["pool"])
+        workers = GaugeMetricFamily("hgq_workers", "Live worker processes (main) per pool (or lane)",
+                                    labels=["pool"])
+        procs = GaugeMetricFamily("hgq_worker_processes", "Execution slots (concurrency) per pool (or lane)",
+                                  labels=["pool"])
         backlog = GaugeMetricFamily("hgq_llm_backlog", "LLM calls not yet answered (calls) and plan/respond "
                                     "stages waiting for the LLM worker (queued)", labels=["kind"])
         try:
@@ -119,9 +121,10 @@ class QueueCollector:
             if self._depths is None:
                 self._depths = QueueDepths(settings, client)
             depths = self._depths
-            for q in ALL_QUEUES:
+            lanes = sorted({w.queue for w in live} - set(ALL_QUEUES))  # `hgq worker POOL --lane L`: POOL.L
+            for q in (*ALL_QUEUES, *lanes):
                 length.add_metric([q], depths.length(q))
-                ws = [w for w in live if w.pool == q]
+                ws = [w for w in live if w.queue == q]
                 workers.add_metric([q], len(ws))
                 procs.add_metric([q], sum(w.concurrency for w in ws))
             calls = LLMBacklog.from_settings(client, settings)

@@ -49,7 +49,7 @@ def collect_status(settings: Any, client: Any = None, scan: int = 2000, now: flo
     workers = live_workers(client, settings.key_prefix)
     by_pool: dict[str, list[WorkerAnnouncement]] = {q: [] for q in ALL_QUEUES}
     for w in workers:
-        by_pool.setdefault(w.pool, []).append(w)
+        by_pool.setdefault(w.queue, []).append(w)  # a lane's workers (POOL.LANE) are listed apart
     depths = QueueDepths(settings, client)
     try:
         queued = {q: depths.length(q) for q in by_pool}

@@ -18,7 +18,7 @@ from planner_service.cli_progress import print_view as _print_view
 from planner_service.cli_progress import show_event as _show_event
 from shared.errors import HgqError, PlanError
 from shared.run_models import RequestCreate, RunPublic
-from shared.settings import ALL_QUEUES, LLM_QUEUE, POOLS, get_settings
+from shared.settings import ALL_QUEUES, LANE_PATTERN, LLM_QUEUE, POOLS, get_settings, lane_queue
 from shared.version import VERSION
 
 
@@ -210,9 +210,20 @@ def show(request_id: str, as_json: bool) -> None:
 @click.option("--loglevel", default="INFO")
 @click.option("--autoscale", default=None, metavar="MAX,MIN",
               help="prefork: grow to MAX processes under load, shrink to MIN when idle (instead of -c)")
-def worker(pool: str, concurrency: int | None, pool_impl: str | None, loglevel: str, autoscale: str | None) -> None:
+@click.option("--lane", default=None, metavar="NAME",
+              help="consume POOL.NAME instead of POOL: the models only these workers serve (a GPU host's, from "
+                   "its own HGQ_MODELS_FILE) are routed here; the pool's other models still go to POOL")
+def worker(pool: str, concurrency: int | None, pool_impl: str | None, loglevel: str, autoscale: str | None,
+           lane: str | None) -> None:
     """Run a Celery worker for one pool's queue (text, vision, audio, or llm)."""
+    import re
+
+    if lane is not None and (pool == LLM_QUEUE or not re.fullmatch(LANE_PATTERN, lane)):
+        raise click.BadParameter("a lane is for the text, vision and audio pools, named with 1-24 lowercase "
+                                 "letters, digits or dashes (e.g. gpu, gpu-0)", param_hint="--lane")
     os.environ["HGQ_WORKER_POOL"] = pool
+    queue = lane_queue(pool, lane)
+    os.environ["HGQ_WORKER_QUEUE"] = queue
     settings = get_settings()
     if pool in POOLS:  # an invalid HGQ_MODELS_FILE stops the worker here, with the reason
         from workers.model_sources import register_model_sources
@@ -235,8 +246,8 @@ def worker(pool: str, concurrency: int | None, pool_impl: str | None, loglevel: 
         size_args = ["--autoscale", autoscale]
     else:
         size_args = ["-c", str(conc)]
-    name = f"{pool}-{uuid.uuid4().hex[:6]}@%h"
-    app.worker_main(["worker", "-Q", pool, "-n", name, "--pool", impl, *size_args, "-E",
+    name = f"{queue}-{uuid.uuid4().hex[:6]}@%h"
+    app.worker_main(["worker", "-Q", queue, "-n", name, "--pool", impl, *size_args, "-E",
                      "--loglevel", loglevel, "--without-mingle", "--without-gossip"])
 
 

@@ -138,10 +138,11 @@ class EarlyStarts:
 
     def __init__(self, app: Celery, run: RunStore, request: str, uploads: Mapping[str, ArtifactRef],
                  available: set[str], served: dict[str, list[ServedModel]], max_fallbacks: int,
-                 already: ValidatedPlan | None = None):
+                 already: ValidatedPlan | None = None, routes: Mapping[str, str] | None = None):
         self.app, self.run, self.request = app, run, request
         self.uploads, self.available, self.served, self.max_fallbacks = uploads, available, served, max_fallbacks
-        self.plan = already if already is not None else ValidatedPlan(nodes=[])
+        self.routes = dict(routes or {})
+        self.plan = already if already is not None else ValidatedPlan(nodes=[], routes=self.routes)
         self.reasons: dict[int, str] = {}
         self.stream = TaskStream()
 
@@ -169,7 +170,7 @@ class EarlyStarts:
         if contested or self.run.is_cancelled():
             return
         node = single.nodes[0]
-        grown = ValidatedPlan(nodes=[*self.plan.nodes, node])
+        grown = ValidatedPlan(nodes=[*self.plan.nodes, node], routes=self.routes)
         self.run.start_early(grown, node.id)
         publish_nodes(self.app, self.run.run_id, grown, [node.id])
         # counted as early only once it is surely on its way: one that failed to start or to be

@@ -126,9 +126,9 @@ class Stack(AbstractContextManager["Stack"]):
 
     def start_workers(self, queues: tuple[str, ...] = ALL_QUEUES, concurrency: int | dict[str, int] | None = None,
                       timeout_s: float = 120, preload_models: bool | None = None,
-                      pool_impl: dict[str, str] | None = None) -> None:
-        """One worker per queue. `concurrency` and `pool_impl` (prefork/threads/solo) for every queue or
-        per queue. `preload_models=False` loads each model on its first task instead of at start (a
+                      pool_impl: dict[str, str] | None = None, env_of: dict[str, dict[str, str]] | None = None) -> None:
+        """One worker per queue (a pool, or POOL.LANE). `concurrency` and `pool_impl` (prefork/threads/solo)
+        for every queue or per queue; `env_of`: a queue's own environment variables. `preload_models=False` loads each model on its first task instead of at start (a
         one-call stack: loading every model of every pool would compete with planning)."""
         if self.settings.models_file is not None:  # an invalid file: its problems here, not in a worker log
             from shared.custom_models import load_models_file
@@ -138,14 +138,15 @@ class Stack(AbstractContextManager["Stack"]):
         if preload_models is not None:
             env["HGQ_PRELOAD_MODELS"] = "1" if preload_models else "0"
         started = []
-        for queue in queues:
-            args = [sys.executable, "-m", "planner_service.cli", "worker", queue]
+        for queue in queues:  # a pool's queue, or POOL.LANE for a lane's worker
+            pool, _, lane = queue.partition(".")
+            args = [sys.executable, "-m", "planner_service.cli", "worker", pool, *(["--lane", lane] if lane else [])]
             size = concurrency.get(queue) if isinstance(concurrency, dict) else concurrency
             if size:
                 args += ["--concurrency", str(size)]
             if pool_impl and queue in pool_impl:
                 args += ["--pool-impl", pool_impl[queue]]
-            started.append((queue, self._spawn(f"worker-{queue}", args, env=env)))
+            started.append((queue, self._spawn(f"worker-{queue}", args, env={**env, **(env_of or {}).get(queue, {})})))
         client = text_redis(self.settings.redis_url)
         for queue, proc in started:
             wait_for(partial(self._pool_alive, client, queue), timeout_s, f"worker {queue}", proc)
@@ -175,7 +176,7 @@ class Stack(AbstractContextManager["Stack"]):
         return url
 
     def _pool_alive(self, client: Any, queue: str) -> bool:
-        return queue in pools_alive(live_workers(client, self.settings.key_prefix))
+        return queue in {w.queue for w in live_workers(client, self.settings.key_prefix)}
 
     # --- lifecycle ----------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:

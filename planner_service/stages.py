@@ -23,7 +23,7 @@ from shared.llm_client import LLM
 from shared.outputs import ArtifactRef
 from shared.plan import validate_plan
 from shared.redis_conn import text_redis
-from shared.registry import candidates, live_workers
+from shared.registry import candidates, live_workers, model_routes
 from shared.run_models import RequestCreate
 from shared.run_store import RunStore
 from shared.settings import get_settings
@@ -84,7 +84,8 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
     run.set_meta(status="planning")
     run.event("planning")
     settings = get_settings()
-    served = candidates(live_workers(text_redis(settings.redis_url), settings.key_prefix))
+    workers = live_workers(text_redis(settings.redis_url), settings.key_prefix)
+    served, routes = candidates(workers), model_routes(workers)
     available = set(served)
     conv = conversation(request.conversation_id)
     try:
@@ -93,7 +94,7 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
         uploads = {**(conv.files() if conv else {}), **request.uploads}
         llm = _llm(run) if request.plan is None or _needs_llm(request.plan, served) else None
         early = EarlyStarts(app, run, request.text, uploads, available, served, settings.max_fallbacks,
-                            existing if streamed else None)
+                            existing if streamed else None, routes)
         if request.plan is not None:
             plan = validate_plan(request.plan, uploads, available)
         else:
@@ -112,9 +113,11 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
         return {"status": "failed", "error": str(exc)}
     if early.plan.nodes:  # tasks that started while the plan streamed keep their ids
         plan, kept, dropped = remap_onto_early(plan, early.plan)
+        plan.routes = routes
         reasons, contested = rank_models(request.text, plan, served, settings.max_fallbacks)
         ready = run.finalize_streamed(plan, reasons, kept, dropped)
     else:
+        plan.routes = routes
         ready = run.init_dag(plan, reasons)
     # A task whose model is certain starts now; the LLM chooses among close candidates meanwhile
     # (a dependent task published before that choice is written runs on the top-ranked model).

@@ -1,4 +1,5 @@
-"""Publishing work: nodes to their pool's queue, the plan and response stages to the LLM queue.
+"""Publishing work: nodes to their pool's queue (or their model's lane queue), the plan and response
+stages to the LLM queue.
 
 Task ids are deterministic, so publishing the same node twice is harmless (the second
 delivery finds the node running or done and does nothing).
@@ -17,8 +18,9 @@ from shared.task_names import PLAN_TASK, RESPOND_TASK, node_task_name
 def publish_nodes(app: Celery, run_id: str, plan: ValidatedPlan, node_ids: list[int]) -> None:
     by_id = plan.by_id()
     for node_id in node_ids:
-        app.send_task(node_task_name(by_id[node_id].pool), args=[run_id, node_id],
-                      task_id=node_task_id(run_id, node_id))
+        node = by_id[node_id]
+        app.send_task(node_task_name(node.pool), args=[run_id, node_id], task_id=node_task_id(run_id, node_id),
+                      queue=plan.queue_of(node))
 
 
 def publish_plan(app: Celery, run_id: str) -> None:

@@ -86,6 +86,11 @@ class Node(BaseModel):
 
 class ValidatedPlan(BaseModel):
     nodes: list[Node]
+    routes: dict[str, str] = Field(default_factory=dict)  # model id -> lane queue (shared/registry.model_routes)
+
+    def queue_of(self, node: Node) -> str:
+        """Where the node's task goes: its model's lane queue, else its pool's queue."""
+        return self.routes.get(node.model or "", node.pool)
     _index: dict[int, Node] | None = PrivateAttr(None)
     _succ: dict[int, list[int]] | None = PrivateAttr(None)
     _desc: dict[int, list[int]] = PrivateAttr(default_factory=dict)

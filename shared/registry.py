@@ -84,5 +84,22 @@ def candidates(workers: list[WorkerAnnouncement]) -> dict[str, list[ServedModel]
     return {task: list(models.values()) for task, models in out.items()}
 
 
+def model_routes(workers: list[WorkerAnnouncement]) -> dict[str, str]:
+    """Model id -> the lane queue to publish its tasks to, for the models that no worker on their
+    pool's own queue serves (a model only GPU workers load, `hgq worker vision --lane gpu`). A model
+    that any worker on the pool's queue serves goes there, as every model did before lanes."""
+    queues: dict[str, dict[str, int]] = {}
+    for w in workers:
+        for m in w.models:
+            per = queues.setdefault(m.model_id, {})
+            per[w.queue] = per.get(w.queue, 0) + 1
+    routes = {}
+    pools = {w.queue for w in workers if w.queue == w.pool}
+    for model_id, per in queues.items():
+        if not pools.intersection(per):
+            routes[model_id] = max(sorted(per), key=lambda q: per[q])  # the lane with the most workers
+    return routes
+
+
 def pools_alive(workers: list[WorkerAnnouncement]) -> set[str]:
     return {w.pool for w in workers}

@@ -15,6 +15,12 @@ DEFAULT_API_MIME = ("image/png", "image/jpeg", "image/gif", "image/webp", "image
                     "audio/wav", "audio/flac", "audio/ogg", "audio/mpeg", "audio/mp4", "audio/aac", "audio/webm")
 LLM_QUEUE = "llm"
 ALL_QUEUES: tuple[str, ...] = (*POOLS, LLM_QUEUE)
+LANE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"  # a lane: a pool's workers apart (a GPU host), `hgq worker POOL --lane`
+
+
+def lane_queue(pool: str, lane: str | None) -> str:
+    """The queue a pool's workers consume: the pool's own, or `pool.lane` for a lane's workers."""
+    return f"{pool}.{lane}" if lane else pool
 
 
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")

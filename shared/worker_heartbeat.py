@@ -20,6 +20,7 @@ from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 POOL_ENV = "HGQ_WORKER_POOL"
+QUEUE_ENV = "HGQ_WORKER_QUEUE"  # set by `hgq worker POOL --lane L` (default: the pool's queue)
 _stop = threading.Event()
 _hostname: str | None = None
 
@@ -33,6 +34,11 @@ _models_of: Callable[[str], list[ServedModel]] = _no_models
 
 def current_pool() -> str | None:
     return os.environ.get(POOL_ENV)
+
+
+def current_queue() -> str | None:
+    """The queue this worker consumes: its pool's, or its lane's (`hgq worker POOL --lane L`)."""
+    return os.environ.get(QUEUE_ENV) or current_pool()
 
 
 def announce_models_with(models_of: Callable[[str], list[ServedModel]]) -> None:
@@ -51,7 +57,7 @@ def _start_heartbeat(sender: object, **_: object) -> None:
     hostname = str(getattr(sender, "hostname", f"{pool}@{os.uname().nodename}"))
     _hostname = hostname
     concurrency = int(getattr(getattr(sender, "pool", None), "limit", 0) or 1)
-    ann = WorkerAnnouncement(hostname=hostname, pool=pool, queue=pool, pid=os.getpid(), concurrency=concurrency,
+    ann = WorkerAnnouncement(hostname=hostname, pool=pool, queue=current_queue() or pool, pid=os.getpid(), concurrency=concurrency,
                              models=_models_of(pool), started_at=time.time())
     client = text_redis()
 

@@ -69,15 +69,15 @@ def zoo(hgq_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
     tiny_models.controlnet(model_dir / "tiny--controlnet-canny")
     models_file = home / "models.yaml"
     models_file.write_text(yaml.safe_dump({"models": _entries()}, sort_keys=False))
-    env = {**{k: v for k, v in os.environ.items() if k != "HF_TOKEN"}, **hgq_env}
+    env = {**{k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HGQ_MODELS_FILE")}, **hgq_env}
     env.update({"REDIS_URL": hgq_env["REDIS_URL"].rsplit("/", 1)[0] + "/4", "HGQ_HOME": str(home),
-                "HGQ_MODELS_FILE": str(models_file), "HGQ_MODEL_DIR": str(model_dir), "HF_HUB_OFFLINE": "1",
-                "HGQ_WORKER_CONCURRENCY": "1", "HGQ_PRELOAD_MODELS": "1"})
-    settings = Settings(_env_file=None).model_copy(update={
-        "redis_url": env["REDIS_URL"], "models_file": models_file, "home": home, "model_dir": model_dir})
+                "HF_HUB_OFFLINE": "1", "HGQ_WORKER_CONCURRENCY": "1", "HGQ_PRELOAD_MODELS": "1"})
+    settings = Settings(_env_file=None).model_copy(update={"redis_url": env["REDIS_URL"], "home": home})
     stack = Stack(settings, say=lambda m: None, log_dir=home / "logs", env=env)
+    # the built-in vision models on the pool's queue; the zoo on a lane's worker, as on a GPU host
+    lane = {"HGQ_MODELS_FILE": str(models_file), "HGQ_MODEL_DIR": str(model_dir)}
     try:
-        stack.start_workers(("llm", "vision"))
+        stack.start_workers(("llm", "vision", "vision.gpu"), env_of={"vision.gpu": lane})
         yield {"client": HgqClient(settings, create_app(settings)), "settings": settings, "env": env, "home": home}
     finally:
         stack.stop()
@@ -101,9 +101,12 @@ def _image(client: Any, ref: Any) -> Any:
 
 def test_models_are_announced_and_one_without_weights_is_not(zoo: dict[str, Any]) -> None:
     from shared.redis_conn import text_redis
-    from shared.registry import candidates, live_workers
+    from shared.registry import candidates, live_workers, model_routes
 
-    served = candidates(live_workers(text_redis(zoo["settings"].redis_url), zoo["settings"].key_prefix))
+    workers = live_workers(text_redis(zoo["settings"].redis_url), zoo["settings"].key_prefix)
+    served = candidates(workers)
+    routes = model_routes(workers)
+    assert routes["tiny/sd"] == "vision.gpu" and "hgq/canny-control" not in routes  # served on both queues
     backends = {m.model_id: m.backend for models in served.values() for m in models}
     for e in TRANSFORMERS:
         assert backends.get(e["id"]) == "transformers", e["id"]
@@ -126,6 +129,7 @@ def test_transformers_models_caption_detect_answer_and_map_depth(zoo: dict[str, 
     assert view.status == "succeeded", view.model_dump_json(indent=1)
     tasks = view.tasks
     assert [tasks[str(i)].model for i in range(5)] == [e["id"] for e in TRANSFORMERS]
+    assert {tasks[str(i)].queue for i in range(5)} == {"vision.gpu"}  # only the lane's worker has them
     caption = tasks["0"].output.text
     assert isinstance(caption, str) and caption.strip() and set(caption.split()) <= set(__import__(
         "tests.tiny_models", fromlist=["WORDS"]).WORDS)  # words of the tiny tokenizer
@@ -157,6 +161,7 @@ def test_diffusers_models_draw_follow_a_control_map_and_make_a_video(zoo: dict[s
     tasks = view.tasks
     assert tasks["0"].model == "tiny/sd" and tasks["1"].model == "hgq/canny-control"
     assert tasks["2"].model == "tiny/sd-controlnet-canny" and tasks["3"].model == "tiny/text-to-video"
+    assert [tasks[i].queue for i in "0123"] == ["vision.gpu", "vision", "vision.gpu", "vision.gpu"]
     assert _image(client, tasks["0"].output.artifacts[0]).size == (64, 48)  # the configured width x height
     control = _image(client, tasks["1"].output.artifacts[0])
     assert control.size == (80, 64) and control.mode == "L"  # edges of the photo
@@ -195,3 +200,67 @@ def test_hgq_ask_runs_a_plan_on_each_backend(zoo: dict[str, Any], backend: str, 
         saved = [p for p in out.rglob("*") if p.is_file()]
         assert [p.suffix for p in saved] in ([".mp4"], [".webm"])  # saved where the CLI puts files
         assert task["output"]["artifacts"][0]["kind"] == "video"
+
+
+# --- in one process: every call of the transformers backend, and shared diffusers weights ---------------
+def _client(task: str, path: Path, **options: Any) -> Any:
+    from shared.custom_models import TRANSFORMERS_PIPELINES
+    from workers.hf_local.pipeline_client import PipelineClient, load_pipeline
+
+    return PipelineClient(load_pipeline(TRANSFORMERS_PIPELINES[task], str(path), "cpu", None, 1), options)
+
+
+def _wav(seconds: float = 1.0) -> bytes:
+    import numpy as np
+
+    from workers.hf_local.pipeline_client import wav_bytes
+
+    t = np.arange(int(16000 * seconds)) / 16000
+    return wav_bytes(0.3 * np.sin(2 * np.pi * 220 * t), 16000)
+
+
+def test_text_and_audio_calls_map_onto_typed_outputs(tmp_path: Path) -> None:
+    from tests import tiny_models
+    from tests.tiny_models import WORDS
+    from workers.expert import Media
+    from workers.remote.calls import CALLS
+
+    t5 = tiny_models.t5(tmp_path / "t5")
+    text = {"text": "the cat sits on the red grass"}
+    for task in ("summarization", "translation", "text2text-generation"):  # no pipeline in transformers 5
+        out = CALLS[task](_client(task, t5), text, {"target": "French"} if task == "translation" else {})
+        assert out.text and set(out.text.split()) <= set(WORDS), task
+    qa = CALLS["question-answering"](_client("question-answering", tiny_models.bert(tmp_path / "qa", "qa")),
+                                     {**text, "question": "where does the cat sit"}, {})
+    assert qa.text and qa.text in text["text"] and 0 <= qa.data["score"] <= 1  # a span of the context
+    labels = CALLS["text-classification"](
+        _client("text-classification", tiny_models.bert(tmp_path / "cls", "classes")), text, {})
+    assert {lab.label for lab in labels.labels} == {"NEGATIVE", "POSITIVE"} and labels.text in ("NEGATIVE", "POSITIVE")
+    ner = CALLS["token-classification"](_client("token-classification", tiny_models.bert(tmp_path / "ner", "tokens")),
+                                        text, {})
+    assert isinstance(ner.text, str) and isinstance(ner.data["entities"], list)
+    sim = CALLS["sentence-similarity"](_client("sentence-similarity", tiny_models.bert(tmp_path / "base", "base")),
+                                       {"text": "the red cat", "text2": "the red cat"}, {})
+    assert abs(sim.data["similarity"] - 1.0) < 1e-4  # a text is as similar to itself as can be
+    gen = CALLS["text-generation"](_client("text-generation", tiny_models.gpt2(tmp_path / "gpt2"),
+                                           max_new_tokens=4), {"text": "the cat"}, {})
+    assert isinstance(gen.text, str)
+    asr = CALLS["automatic-speech-recognition"](
+        _client("automatic-speech-recognition", tiny_models.wav2vec2(tmp_path / "w2v")),
+        {"audio": Media(data=_wav(), mime="audio/wav")}, {})
+    assert isinstance(asr.text, str) and set(asr.text.replace(" ", "")) <= set("ETAOINSHRDLU")
+
+
+def test_diffusers_entries_of_one_checkpoint_share_its_weights(tmp_path: Path) -> None:
+    from shared.custom_models import DiffusersModel
+    from tests import tiny_models
+    from workers.hf_local.diffusers_client import load_diffusers
+
+    sd, cn = tiny_models.stable_diffusion(tmp_path / "sd"), tiny_models.controlnet(tmp_path / "cn")
+    common = {"backend": "diffusers", "model": str(sd), "device": "cpu"}
+    t2i, _ = load_diffusers(DiffusersModel(id="a", task="text-to-image", **common))
+    i2i, _ = load_diffusers(DiffusersModel(id="b", task="image-to-image", **common))
+    pose, _ = load_diffusers(DiffusersModel(id="c", task="openpose-text-to-image", controlnet=str(cn), **common))
+    assert t2i.unet is i2i.unet is pose.unet and t2i.vae is pose.vae  # one copy in the worker process
+    assert type(i2i).__name__ == "StableDiffusionImg2ImgPipeline"
+    assert type(pose).__name__ == "StableDiffusionControlNetPipeline"

@@ -83,3 +83,33 @@ def test_accepts_checks_required_args_and_each_listed_value() -> None:
     model = ServedModel(model_id="m", task="t", required_params=["labels"], param_choices={"labels": ["a", "b"]})
     assert model.accepts({"labels": "a, B"}) and not model.accepts({"labels": "a,c"})
     assert not model.accepts({}) and not model.accepts({"labels": "  "})
+
+
+def test_models_only_a_lane_serves_are_routed_to_the_lanes_queue() -> None:
+    from shared.plan import Node, ValidatedPlan
+    from shared.registry import ServedModel, WorkerAnnouncement, model_routes
+
+    def worker(name: str, queue: str, *models: str) -> WorkerAnnouncement:
+        return WorkerAnnouncement(hostname=name, pool="vision", queue=queue, pid=1, started_at=0.0,
+                                  models=[ServedModel(model_id=m, task="text-to-image") for m in models])
+
+    workers = [worker("cpu-1", "vision", "builtin"), worker("gpu-1", "vision.gpu", "builtin", "sdxl", "flux"),
+               worker("gpu-2", "vision.gpu", "sdxl"), worker("big-1", "vision.big", "flux"),
+               worker("big-2", "vision.big", "flux")]
+    routes = model_routes(workers)
+    # on the pool's queue when any worker there serves it; else the lane with the most workers serving it
+    assert routes == {"sdxl": "vision.gpu", "flux": "vision.big"}
+    plan = ValidatedPlan(nodes=[Node(id=0, task="text-to-image", pool="vision", deps=[], args={}, inputs={},
+                                     params={}, model=m) for m in ("builtin", "sdxl")], routes=routes)
+    assert [plan.queue_of(n) for n in plan.nodes] == ["vision", "vision.gpu"]
+    assert ValidatedPlan.model_validate_json(plan.model_dump_json()).routes == routes  # stored with the plan
+
+
+def test_a_lane_name_is_checked() -> None:
+    from click.testing import CliRunner
+
+    from planner_service.cli import main
+
+    for args in (["worker", "llm", "--lane", "gpu"], ["worker", "vision", "--lane", "GPU 0"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and "a lane is for the text, vision and audio pools" in result.output

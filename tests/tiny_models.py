@@ -110,6 +110,75 @@ def dpt(path: Path) -> Path:
     return path
 
 
+# --- text and audio ---------------------------------------------------------------------------------
+def t5(path: Path) -> Path:
+    """A T5 seq2seq model (summarisation, translation, text2text)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tok = word_tokenizer(32)
+    config = T5Config(vocab_size=_vocab_size(), d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2,
+                      decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id,
+                      eos_token_id=tok.eos_token_id)
+    model = T5ForConditionalGeneration(config)
+    model.generation_config.min_new_tokens = 2
+    model.generation_config.suppress_tokens = [tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id,
+                                               tok.bos_token_id]
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def bert(path: Path, head: str) -> Path:
+    """A BERT with a head: 'qa' (extractive QA), 'classes' (text classification), 'tokens' (NER), 'base'."""
+    import transformers
+
+    labels = {"classes": {0: "NEGATIVE", 1: "POSITIVE"}, "tokens": {0: "O", 1: "B-PER", 2: "B-LOC"}}.get(head, {})
+    config = transformers.BertConfig(vocab_size=_vocab_size(), hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32, max_position_embeddings=64,
+                                     **({"id2label": labels, "label2id": {v: k for k, v in labels.items()}}
+                                        if labels else {}))
+    cls = {"qa": "BertForQuestionAnswering", "classes": "BertForSequenceClassification",
+           "tokens": "BertForTokenClassification", "base": "BertModel"}[head]
+    getattr(transformers, cls)(config).save_pretrained(path)
+    word_tokenizer(64, bert=True).save_pretrained(path)
+    return path
+
+
+def gpt2(path: Path) -> Path:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = word_tokenizer(64)
+    GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=_vocab_size(), n_positions=64,
+                               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                               pad_token_id=tok.pad_token_id)).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def wav2vec2(path: Path) -> Path:
+    """A wav2vec2 CTC speech recogniser over letters (like facebook/wav2vec2-base-960h)."""
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
+
+    letters = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAOINSHRDLU"]
+    (path / "vocab").mkdir(parents=True, exist_ok=True)
+    write_json(path / "vocab" / "vocab.json", {c: i for i, c in enumerate(letters)})
+    tok = Wav2Vec2CTCTokenizer(str(path / "vocab" / "vocab.json"), word_delimiter_token="|")
+    features = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, return_attention_mask=False)
+    config = Wav2Vec2Config(vocab_size=len(letters), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                            intermediate_size=32, conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 8),
+                            num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2, pad_token_id=0,
+                            do_stable_layer_norm=False, feat_extract_norm="group")
+    Wav2Vec2ForCTC(config).save_pretrained(path)
+    Wav2Vec2Processor(feature_extractor=features, tokenizer=tok).save_pretrained(path)
+    return path
+
+
 # --- diffusers ------------------------------------------------------------------------------------
 def _clip_text_encoder() -> Any:
     from transformers import CLIPTextConfig, CLIPTextModel

@@ -13,6 +13,23 @@ from shared.custom_models import CONTROL_TEXT_TO_IMAGE, DiffusersModel
 from shared.errors import ExpertError
 from workers.hf_local.weights import pick_device, pick_dtype, weights_dir
 
+_BASES: dict[tuple[str, str, str], Any] = {}
+_BASES_LOCK = threading.Lock()
+
+
+def _base(path: str, dtype: Any, device: str) -> Any:
+    """One copy per process of a checkpoint's pipeline on a device: the text-to-image, image-to-image and
+    ControlNet entries of one base model share its UNet, VAE and text encoder (`from_pipe`)."""
+    import diffusers
+
+    key = (path, str(dtype), device)
+    with _BASES_LOCK:
+        if key not in _BASES:
+            pipe = diffusers.DiffusionPipeline.from_pretrained(path, dtype=dtype).to(device)
+            pipe.set_progress_bar_config(disable=True)
+            _BASES[key] = pipe
+        return _BASES[key]
+
 
 def load_diffusers(spec: DiffusersModel) -> tuple[Any, str]:
     """The pipeline on its device, and the device."""
@@ -20,16 +37,15 @@ def load_diffusers(spec: DiffusersModel) -> tuple[Any, str]:
 
     device = pick_device(spec.device)
     dtype = pick_dtype(spec.dtype, device)
-    path = weights_dir(spec.weights)
+    base = _base(weights_dir(spec.weights), dtype, device)  # the class its model_index.json names
     if spec.task in CONTROL_TEXT_TO_IMAGE:
         assert spec.controlnet is not None  # the models file checks it
-        controlnet = diffusers.ControlNetModel.from_pretrained(weights_dir(spec.controlnet), dtype=dtype)
-        pipe = diffusers.AutoPipelineForText2Image.from_pretrained(path, controlnet=controlnet, dtype=dtype)
+        controlnet = diffusers.ControlNetModel.from_pretrained(weights_dir(spec.controlnet), dtype=dtype).to(device)
+        pipe = diffusers.AutoPipelineForText2Image.from_pipe(base, controlnet=controlnet)
     elif spec.task == "image-to-image":
-        pipe = diffusers.AutoPipelineForImage2Image.from_pretrained(path, dtype=dtype)
-    else:  # text-to-image, text-to-video: the class named in the folder's model_index.json
-        pipe = diffusers.DiffusionPipeline.from_pretrained(path, dtype=dtype)
-    pipe = pipe.to(device)
+        pipe = diffusers.AutoPipelineForImage2Image.from_pipe(base)
+    else:  # text-to-image, text-to-video
+        pipe = base
     pipe.set_progress_bar_config(disable=True)
     return pipe, device
 

@@ -155,7 +155,8 @@ class PipelineClient:
         return fields(_first(self._call(text, **({"tgt_lang": tgt_lang} if tgt_lang else {}))))
 
     def text_generation(self, prompt: str, max_new_tokens: int = 256) -> str:
-        out = _first(self._call(prompt, max_new_tokens=max_new_tokens, return_full_text=False))
+        causal = getattr(self.pipe, "task", "") == "text-generation"  # a seq2seq model writes only the answer
+        out = _first(self._call(prompt, max_new_tokens=max_new_tokens, **({"return_full_text": False} if causal else {})))
         return str(out.get("generated_text", "") if isinstance(out, dict) else out)
 
     def chat_completion(self, messages: list[dict[str, str]], max_tokens: int = 256) -> Any:
