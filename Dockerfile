@@ -13,8 +13,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 ENV PIP_NO_CACHE_DIR=1 VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
-# The CPU build of torch first (an unpinned torch from PyPI is the multi-GB CUDA build).
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# The CPU build of torch first (an unpinned torch from PyPI is the multi-GB CUDA build). The GPU image
+# (docker-compose.yml's `gpu` profile, monitoring/k8s/gpu-lane.yaml) takes a CUDA build instead:
+#   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t hgq:gpu .
+# (the wheel bundles the CUDA runtime; the host needs the NVIDIA driver and container toolkit).
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+RUN pip install torch==2.13.0 --index-url ${TORCH_INDEX}
 WORKDIR /src
 # Dependencies only (the package's own code comes later): pyproject + the version file it reads.
 COPY pyproject.toml README.md ./

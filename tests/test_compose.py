@@ -39,7 +39,8 @@ def test_every_hgq_command_is_one_the_cli_really_has() -> None:
 
 
 def test_one_worker_service_per_pool_consumes_its_own_queue() -> None:
-    queues = {name: svc["command"][-1] for name, svc in SERVICES.items() if name.startswith("worker-")}
+    queues = {name: svc["command"][-1] for name, svc in SERVICES.items()
+              if name.startswith("worker-") and "profiles" not in svc}
     assert queues == {"worker-text": "text", "worker-vision": "vision", "worker-audio": "audio"}
     assert SERVICES["planner"]["command"] == ["hgq", "worker", "llm"]
     for name, svc in SERVICES.items():
@@ -83,7 +84,9 @@ def test_the_image_it_builds_installs_what_setup_installs() -> None:
     runtime_apt = {pkg for pkgs in re.findall(r"need_apt\+=\(([^)]*)\)", setup) for pkg in pkgs.split()}
     runtime_apt -= {"redis-server", "rabbitmq-server", "chromium", "chromium-driver"}  # own services; web page test
     assert runtime_apt and all(re.search(rf"\b{re.escape(pkg)}\b", dockerfile) for pkg in runtime_apt)
-    assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in dockerfile  # never the CUDA build
+    # never the CUDA build, unless the GPU image asks for it
+    assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in dockerfile
+    assert "torch==2.13.0 --index-url ${TORCH_INDEX}" in dockerfile
     assert "hgq prepare" in dockerfile
 
 
@@ -119,3 +122,43 @@ def test_the_image_is_multi_stage_non_root_and_installs_dependencies_before_the_
     assert "USER hgq" in runtime and "build-essential" not in runtime
     assert dockerfile.index('pip install ".[models,llm]"') < dockerfile.index("COPY shared shared")
     assert "llama-server" in dockerfile  # the parallel LLM server, as make setup builds it
+
+
+def test_the_gpu_profile_runs_a_vision_lane_on_one_gpu_with_the_gpu_models() -> None:
+    from shared.custom_models import load_models_file
+
+    gpu = SERVICES["worker-vision-gpu"]
+    assert gpu["profiles"] == ["gpu"] and gpu["image"] == "hgq:gpu"  # not started by a plain `up`
+    assert gpu["build"]["args"]["TORCH_INDEX"].startswith("https://download.pytorch.org/whl/cu")
+    assert gpu["command"] == ["hgq", "worker", "vision", "--lane", "gpu", "-c", "1"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    env = gpu["environment"]
+    assert env["REDIS_URL"] == SERVICES["worker-vision"]["environment"]["REDIS_URL"] and env["HF_HUB_OFFLINE"] == "1"
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in gpu["volumes"])
+    assert mounts["./examples/models-gpu.yaml"] == env["HGQ_MODELS_FILE"] and mounts["./models"] == env["HGQ_MODEL_DIR"]
+    models = load_models_file(ROOT / "examples" / "models-gpu.yaml")
+    assert {m.backend for m in models} == {"transformers", "diffusers"}
+    assert {"text-to-video", "openpose-text-to-image", "canny-text-to-image", "image-to-text"} <= {m.task for m in models}
+
+
+def test_the_k8s_gpu_lane_asks_for_a_gpu_and_scales_on_its_own_queue() -> None:
+    from shared.settings import lane_queue
+
+    docs = list(yaml.safe_load_all((ROOT / "monitoring" / "k8s" / "gpu-lane.yaml").read_text()))
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    spec = deploy["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["args"] == ["hgq", "worker", "vision", "--lane", "gpu", "-c", "1"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1" == container["resources"]["requests"]["nvidia.com/gpu"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert env["HGQ_MODEL_DIR"] == mounts["models"] and env["HGQ_MODELS_FILE"].startswith(mounts["models-file"])
+    assert spec["terminationGracePeriodSeconds"] > int(env["HGQ_WORKER_SOFT_SHUTDOWN_S"])
+    assert container["securityContext"]["runAsNonRoot"] is True
+    scaled = next(d for d in docs if d["kind"] == "ScaledObject")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == deploy["metadata"]["name"]
+    assert scaled["spec"]["triggers"][0]["metadata"]["listName"] == lane_queue("vision", "gpu")
+    assert scaled["spec"]["minReplicaCount"] >= 1
+    result = CliRunner().invoke(main, [*container["args"][1:], "--help"])
+    assert result.exit_code == 0, result.output

@@ -553,7 +553,8 @@ def test_prometheus_scrapes_api_workers_and_flower() -> None:
     assert set(jobs) == {"hgq-api", "hgq-workers", "flower"}
     assert jobs["flower"]["static_configs"][0]["targets"] == ["flower:5555"]
     sd = jobs["hgq-workers"]["dns_sd_configs"][0]
-    assert set(sd["names"]) == {"planner", "worker-text", "worker-vision", "worker-audio"} and sd["port"] == 9808
+    assert set(sd["names"]) == {"planner", "worker-text", "worker-vision", "worker-audio", "worker-vision-gpu"}
+    assert sd["port"] == 9808
 
 
 def test_keda_scales_each_queue_on_its_redis_list() -> None:
