@@ -63,7 +63,7 @@ TASKBENCH_TO_HGQ: dict[str, str] = {
     "image-to-image": "image-to-image",
     "image-to-text": "image-to-text",
     "text-to-image": "text-to-image",
-    "text-to-video": "text-to-video",  # no hgq equivalent: never matches a predicted task
+    "text-to-video": "text-to-video",  # a diffusers model serves it (HGQ_MODELS_FILE); not offline
     "visual question answering": "visual-question-answering",
     "document question answering": "document-question-answering",
     "image segmentation": "image-segmentation",

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 from planner_service.demo_retrieval import pick_demos
 from planner_service.plan_checks import normalise, request_problems
-from shared.catalog import TASK_TYPES
+from shared.catalog import TASK_TYPES, plannable
 from shared.errors import LLMOutputError, PlanError
 from shared.llm_client import LLM
 from shared.outputs import ArtifactRef
@@ -111,6 +111,7 @@ def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], availa
     """Ask the LLM for a plan, fix its no-judgement slips (plan_checks.normalise), and send what is
     still wrong (invalid, or missing part of the request) back once; then PlanError, or the first
     valid plan when only the repair round failed."""
+    available = plannable(available)
     messages = plan_messages(text, uploads, available, history)
     schema = plan_schema(available)
     llm.begin("plan")  # one deadline for this request's planning, its repair round included

@@ -131,3 +131,11 @@ TASK_TYPES: dict[str, TaskType] = {
 
 def task_type(name: str) -> TaskType | None:
     return TASK_TYPES.get(name)
+
+
+def plannable(available: set[str]) -> set[str]:
+    """What the planner is offered of the served task types: a ControlNet control map (X-control) only
+    with its drawing task (X-text-to-image). Alone it is a picture image-to-image's styles make too
+    (canny, pose), and two names for one thing only confuse a small planner."""
+    return {t for t in available if not (t.endswith("-control") and t.removesuffix("-control") in CONTROLS
+                                          and f"{t.removesuffix('-control')}-text-to-image" not in available)}

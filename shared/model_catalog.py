@@ -28,7 +28,8 @@ from pydantic import BaseModel
 from shared.registry import ServedModel
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "hf_models.jsonl"
-LOCAL_BACKENDS = frozenset({"local", "python"})  # run by a worker here, no network call (python: HGQ_MODELS_FILE)
+# run by a worker here, no network call (python, transformers, diffusers: HGQ_MODELS_FILE)
+LOCAL_BACKENDS = frozenset({"local", "python", "transformers", "diffusers"})
 SIMILARITY_WEIGHT = 2.0  # a full word overlap outweighs the most popular candidate's popularity
 DESCRIPTION_CHARS = 600
 
@@ -105,6 +106,12 @@ LOCAL_MODELS: list[CatalogEntry] = [
         ("opencv/image-filters", "image-to-image",
          "OpenCV image transforms: canny edges, pencil sketch, color sketch, stylization, cartoon, detail "
          "enhancement and grayscale of a photo or picture. Offline, fast."),
+        ("hgq/canny-control", "canny-control",
+         "ControlNet canny control image: the OpenCV Canny edge map of a photo, white outlines on black, "
+         "for canny-text-to-image. Offline, fast."),
+        ("hgq/openpose-control", "openpose-control",
+         "ControlNet openpose control image: the body skeletons of the people in a photo (MediaPipe BlazePose) "
+         "drawn in OpenPose colours on black, for openpose-text-to-image. Offline."),
         ("llm/summarization", "summarization",
          "The controller LLM writes an abstractive summary: fluent, concise, rephrased in its own words, "
          "can follow a requested length or style."),

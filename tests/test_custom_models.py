@@ -101,7 +101,6 @@ def test_weights_not_on_this_machine_say_where_they_were_looked_for(tmp_path: Pa
     from workers.hf_local.weights import weights_missing
 
     monkeypatch.setenv("HGQ_MODEL_DIR", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     get_settings.cache_clear()
     try:
         reason = weights_missing("someone/not-here")

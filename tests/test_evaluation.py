@@ -75,7 +75,7 @@ def test_every_taskbench_tool_maps_to_a_known_task_type_or_has_no_equivalent() -
              "Text-to-Speech", "Automatic Speech Recognition", "Audio-to-Audio", "Audio Classification",
              "Image Editing"]
     unmapped = [t for t in tools if hgq_task(t) not in TASK_TYPES]
-    assert unmapped == ["Text-to-Video"]
+    assert unmapped == []  # text-to-video is a task type now (a diffusers model serves it)
 
 
 def test_parse_case_links_from_task_links_and_node_refs_count_once() -> None:
@@ -275,4 +275,4 @@ def test_loose_and_unmapped_tools_are_listed() -> None:
     from planner_service.eval_cases import tool_mapping
 
     unmapped, loose = tool_mapping(["Tabular Classification", "Text-to-Video", "Summarization", "Audio Transcription"])
-    assert unmapped == ["Audio Transcription", "Text-to-Video"] and loose == ["Tabular Classification"]
+    assert unmapped == ["Audio Transcription"] and loose == ["Tabular Classification"]

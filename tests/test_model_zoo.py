@@ -248,7 +248,8 @@ def test_text_and_audio_calls_map_onto_typed_outputs(tmp_path: Path) -> None:
     asr = CALLS["automatic-speech-recognition"](
         _client("automatic-speech-recognition", tiny_models.wav2vec2(tmp_path / "w2v")),
         {"audio": Media(data=_wav(), mime="audio/wav")}, {})
-    assert isinstance(asr.text, str) and set(asr.text.replace(" ", "")) <= set("ETAOINSHRDLU")
+    # letters of its vocabulary (random weights also say <unk>, which CTC decoding keeps)
+    assert isinstance(asr.text, str) and set(asr.text.replace("<unk>", "").replace(" ", "")) <= set("ETAOINSHRDLU")
 
 
 def test_diffusers_entries_of_one_checkpoint_share_its_weights(tmp_path: Path) -> None:

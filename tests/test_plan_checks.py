@@ -303,3 +303,11 @@ def test_a_controlnet_task_given_a_photo_gets_its_control_map_first() -> None:
                {"id": 1, "task": "canny-text-to-image", "args": {"image": "<GENERATED>-0", "text": "a robot"}}]
     assert [t.task for t in normalise(_tasks(chained), photo, "a robot like dancer.jpg", available=OFFERED)] == [
         "canny-control", "canny-text-to-image"]
+
+
+def test_a_control_map_task_is_offered_only_with_its_drawing_task() -> None:
+    from shared.catalog import plannable
+
+    cpu = {"image-to-image", "canny-control", "openpose-control", "summarization"}
+    assert plannable(cpu) == {"image-to-image", "summarization"}  # image-to-image's styles draw those maps
+    assert plannable(cpu | {"openpose-text-to-image"}) == (cpu | {"openpose-text-to-image"}) - {"canny-control"}
