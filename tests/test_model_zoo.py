@@ -265,3 +265,46 @@ def test_diffusers_entries_of_one_checkpoint_share_its_weights(tmp_path: Path) -
     assert t2i.unet is i2i.unet is pose.unet and t2i.vae is pose.vae  # one copy in the worker process
     assert type(i2i).__name__ == "StableDiffusionImg2ImgPipeline"
     assert type(pose).__name__ == "StableDiffusionControlNetPipeline"
+
+
+def test_the_web_page_plays_a_generated_video_inline(zoo: dict[str, Any]) -> None:
+    """The web page shows a video artifact as a playing <video> (headless Chromium)."""
+    from tests.test_web import CHROMIUM, CHROMEDRIVER
+
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        pytest.skip("Debian chromium and chromium-driver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    from planner_service.api import create_api
+    from planner_service.auth import ApiKeys
+    from shared.redis_conn import text_redis
+    from tests.test_api import ThreadServer, api_settings_for_tests
+    from tests.test_web import _send_with_plan, _wait
+
+    settings = zoo["settings"]
+    key, _ = ApiKeys(text_redis(settings.redis_url), settings.key_prefix).create("zoo-web")
+    server = ThreadServer(create_api(settings, api_settings_for_tests())).start()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-dev-shm-usage", "--window-size=1200,900"):
+        opts.add_argument(arg)
+    d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        d.get(server.url + "/")
+        d.find_element(By.ID, "api-key").send_keys(key)
+        d.find_element(By.ID, "key-save").click()
+        turn = _send_with_plan(d, [{"id": 0, "task": "text-to-video", "args": {"text": "a dog on the grass"}}],
+                               f"{WORD}: a short clip of a dog")
+        _wait(d, lambda: turn.get_attribute("data-status") == "succeeded", 120, "the run to succeed")
+        video = _wait(d, lambda: turn.find_elements(By.CSS_SELECTOR, ".artifacts video"), 20, "the video")[0]
+        size = _wait(d, lambda: d.execute_script(
+            "const v = arguments[0]; return v.readyState >= 1 && [v.videoWidth, v.videoHeight, v.duration]", video),
+            20, "the video's metadata")
+        assert size[:2] == [32, 32] and 1.0 <= size[2] <= 2.0  # 6 frames at 4 fps
+        assert video.get_attribute("controls") is not None
+    finally:
+        d.quit()
+        server.stop()
