@@ -128,7 +128,6 @@ def tool_errors() -> Iterator[None]:
 def result_content(tools: HgqTools, view: RunPublic) -> list[Any]:
     """A finished run as MCP content: the answer (or each task's text) and every image/audio file."""
     from mcp.types import AudioContent, BlobResourceContents, EmbeddedResource, ImageContent, TextContent
-    from pydantic import AnyUrl
 
     if view.status != "succeeded":
         raise McpUserError(f"request {view.request_id} {view.status}: {view.error or 'no reason recorded'}")
@@ -145,7 +144,7 @@ def result_content(tools: HgqTools, view: RunPublic) -> list[Any]:
             content.append(AudioContent(type="audio", data=data, mime_type=art.mime))
         else:  # video: MCP has no video content type; an embedded file keeps it (and its MIME type)
             content.append(EmbeddedResource(type="resource", resource=BlobResourceContents(
-                uri=AnyUrl(f"hgq://artifacts/{art.id}"), mimeType=art.mime, blob=data)))
+                uri=f"hgq://artifacts/{art.id}", mime_type=art.mime, blob=data)))
     return content or [TextContent(type="text", text="(the run produced no output)")]
 
 

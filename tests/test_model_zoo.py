@@ -172,6 +172,21 @@ def test_diffusers_models_draw_follow_a_control_map_and_make_a_video(zoo: dict[s
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == 6 and frames[0].shape == (32, 32, 3)
     assert view.artifacts[-1].kind == "video"  # listed with the run's files (web page, chat content)
+    # the chat endpoint links it (signed URL); MCP returns it as an embedded file with its type
+    import base64
+
+    from planner_service.api.openai_facade import _artifact_markdown
+    from planner_service.api.signed_urls import UrlSigner
+    from planner_service.mcp_server import HgqTools, result_content
+    from shared.redis_conn import text_redis
+
+    settings = zoo["settings"]
+    markdown = _artifact_markdown(view, UrlSigner(settings, text_redis(settings.redis_url), settings.key_prefix),
+                                  "http://hgq.test/")
+    assert f"[video from task 3 ({video.mime})](http://hgq.test/v1/artifacts/{video.id}" in markdown
+    embedded = result_content(HgqTools(settings, client), view)[-1]
+    assert embedded.type == "resource" and embedded.resource.mime_type == video.mime
+    assert base64.b64decode(embedded.resource.blob) == client.artifacts.get(video.id)
 
 
 @pytest.mark.parametrize("backend", ["transformers", "diffusers"])
@@ -269,7 +284,7 @@ def test_diffusers_entries_of_one_checkpoint_share_its_weights(tmp_path: Path) -
 
 def test_the_web_page_plays_a_generated_video_inline(zoo: dict[str, Any]) -> None:
     """The web page shows a video artifact as a playing <video> (headless Chromium)."""
-    from tests.test_web import CHROMIUM, CHROMEDRIVER
+    from tests.test_web import CHROMEDRIVER, CHROMIUM
 
     if CHROMIUM is None or CHROMEDRIVER is None:
         pytest.skip("Debian chromium and chromium-driver are not installed")
