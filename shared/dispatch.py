@@ -2,7 +2,8 @@
 stages to the LLM queue.
 
 Task ids are deterministic, so publishing the same node twice is harmless (the second
-delivery finds the node running or done and does nothing).
+delivery finds the node running or done and does nothing). Nothing waits on a Celery result
+(state lives in the run's own keys): `ignore_result` spares the publisher a result subscription.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ def publish_nodes(app: Celery, run_id: str, plan: ValidatedPlan, node_ids: list[
     for node_id in node_ids:
         node = by_id[node_id]
         app.send_task(node_task_name(node.pool), args=[run_id, node_id], task_id=node_task_id(run_id, node_id),
-                      queue=plan.queue_of(node))
+                      queue=plan.queue_of(node), ignore_result=True)
 
 
 def publish_plan(app: Celery, run_id: str) -> None:
-    app.send_task(PLAN_TASK, args=[run_id], task_id=plan_task_id(run_id))
+    app.send_task(PLAN_TASK, args=[run_id], task_id=plan_task_id(run_id), ignore_result=True)
 
 
 def publish_respond(app: Celery, run_id: str) -> None:
-    app.send_task(RESPOND_TASK, args=[run_id], task_id=respond_task_id(run_id))
+    app.send_task(RESPOND_TASK, args=[run_id], task_id=respond_task_id(run_id), ignore_result=True)
 
 
 def follow_transition(app: Celery, run_id: str, plan: ValidatedPlan, step: Transition) -> None:

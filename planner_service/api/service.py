@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -32,6 +34,8 @@ from shared.redis_conn import text_redis
 from shared.run_models import RequestCreate, RunPublic
 from shared.settings import LLM_QUEUE, Settings
 
+BACKLOG_READ_S = 0.25  # how old the LLM backlog reading that admission control uses may be
+
 
 class Service:
     """Everything a handler needs; built once per app (per replica process)."""
@@ -51,6 +55,8 @@ class Service:
         self.aredis: aioredis.Redis | None = None
         self.depths = QueueDepths(settings, self.r)
         self.signer = UrlSigner(api, self.r, settings.key_prefix)
+        self._backlog_lock = threading.Lock()
+        self._backlog, self._backlog_read_at, self._submitted_since = 0, float("-inf"), 0
 
     # --- auth -------------------------------------------------------------------------------------
     def user_for(self, authorization: str | None) -> str:
@@ -131,13 +137,23 @@ class Service:
             self.limiter.release(user, run_id)
             raise ApiError(409, "request_id is already used; choose another", field="request_id")
         self.owners.record_run(user, run_id)
+        with self._backlog_lock:
+            self._submitted_since += 1  # its plan stage now waits for the LLM too
         return run_id, True
 
     def llm_backlog(self) -> int:
-        """LLM calls not yet answered + plan/respond stages still queued for the LLM worker."""
-        s = self.settings
-        calls = LLMBacklog.from_settings(self.r, s).in_flight()
-        return calls + self.depths.length(LLM_QUEUE)
+        """LLM calls not yet answered + plan/respond stages still queued for the LLM worker. Read from
+        Redis at most every BACKLOG_READ_S; in between, this replica's own submissions are added to the
+        last reading (a burst of submissions costs one reading, and still counts itself)."""
+        now = time.monotonic()
+        with self._backlog_lock:
+            if now - self._backlog_read_at < BACKLOG_READ_S:
+                return self._backlog + self._submitted_since
+        calls = LLMBacklog.from_settings(self.r, self.settings).in_flight()
+        backlog = calls + self.depths.length(LLM_QUEUE)
+        with self._backlog_lock:
+            self._backlog, self._backlog_read_at, self._submitted_since = backlog, now, 0
+        return backlog
 
     def refuse_past_backlog(self) -> None:
         """Past HGQ_LLM_MAX_BACKLOG, new work would only time out in the queue: 503 + Retry-After."""
