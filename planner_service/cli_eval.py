@@ -123,7 +123,10 @@ def plans_cmd(file: Path | None, limit: int | None, as_json: bool, available: st
 
 
 def register(main: click.Group) -> None:
-    """Add the `eval` group (`hgq eval plans FILE`) to the hgq command group."""
+    """Add the `eval` group (`hgq eval plans FILE`, `hgq eval e2e FILE`) to the hgq command group."""
+    from planner_service.cli_eval_e2e import e2e_cmd
+
+    eval_group.add_command(e2e_cmd, "e2e")
     main.add_command(eval_group, "eval")
 
 

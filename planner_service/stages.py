@@ -17,7 +17,7 @@ from planner_service.selection import choose_with_llm, rank_models
 from shared.artifacts import artifact_file_name
 from shared.conversation import ConversationStore, Turn
 from shared.dispatch import publish_nodes, publish_respond
-from shared.errors import HgqError, LLMCancelled, LLMError
+from shared.errors import HgqError, LLMCancelled, LLMError, PlanError
 from shared.llm_backlog import LLMBacklog
 from shared.llm_client import LLM
 from shared.outputs import ArtifactRef
@@ -109,7 +109,10 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
         run.finish("cancelled", "The request was cancelled while it was being planned.")
         return {"status": "cancelled"}
     except HgqError as exc:
-        run.fail_before_plan(str(exc), llm_failed=isinstance(exc, LLMError))
+        needs = unserved_needs(request.text, available) if isinstance(exc, PlanError) else []
+        # a request for what nothing here serves gets the honest limit, not the planner's slip
+        run.fail_before_plan(str(exc), llm_failed=isinstance(exc, LLMError),
+                             answer=limits_text(needs) if needs else None)
         return {"status": "failed", "error": str(exc)}
     if early.plan.nodes:  # tasks that started while the plan streamed keep their ids
         plan, kept, dropped = remap_onto_early(plan, early.plan)

@@ -242,10 +242,11 @@ class RunStore:
         self.event("done", status=status, error=error)
         return True
 
-    def fail_before_plan(self, error: str, llm_failed: bool = False) -> bool:
-        """Planning failed: the run ends failed with the reason; no DAG was created."""
+    def fail_before_plan(self, error: str, llm_failed: bool = False, answer: str | None = None) -> bool:
+        """Planning failed: the run ends failed with the reason (and `answer`, when there is a better
+        one for the user than the reason); no DAG was created."""
         self.r.hset(self.k.meta, mapping={"left": 0, **({"llm_failed": "plan"} if llm_failed else {})})
-        return self.finish("failed", f"Sorry, I could not plan this request: {error}", error)
+        return self.finish("failed", answer or f"Sorry, I could not plan this request: {error}", error)
 
     # --- events and usage -------------------------------------------------------------------
     def event(self, type_: str, **data: Any) -> str:

@@ -268,6 +268,16 @@ def test_a_request_nothing_here_serves_is_told_what_is_missing_without_an_llm_ap
     assert fake_llm.calls("respond") == []  # nothing ran: no LLM call to write an apology
 
 
+def test_a_request_nothing_serves_still_gets_the_honest_limit_when_planning_fails(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    # the small planner's substitute for a drawing: a filter on its own output, twice (seen for real)
+    fake_llm.script("plan", {"tasks": [{"id": 0, "task": "image-to-image", "dep": [-1],
+                                        "args": {"image": "<GENERATED>-0", "style": "sketch"}}]})
+    view = _ask(client, "please draw me a red fox sleeping under a tree")
+    assert view.status == "failed" and "references its own output" in (view.error or "")
+    assert view.response.startswith("I can't generate an image here: no running worker serves text-to-image.")
+    assert "HF_TOKEN" in view.response and "could not plan" not in view.response
+
+
 def test_who_are_you_is_answered_as_hgq(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
     fake_llm.script("plan", {"tasks": []})
     _ask(client, "who made you?")

@@ -178,7 +178,10 @@ def _eval_requests() -> list[str]:
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip() and not line.startswith("#"):
                 obj = json.loads(line)
-                out.append(str(obj.get("user_request") or obj.get("request")))
+                if "turns" in obj:  # the end-to-end set: every turn's request
+                    out += [str(turn["text"]) for turn in obj["turns"]]
+                else:
+                    out.append(str(obj.get("user_request") or obj.get("request")))
     return out
 
 
