@@ -37,6 +37,10 @@ CUES: list[tuple[str, re.Pattern[str], str]] = [
     ("language-detection", re.compile(r"\b(?:which|what) language\b|\bdetect the language\b"), "which language a text is in"),
     ("object-detection", re.compile(r"\b(?:detect|locate|find) (?:the |all |any )?objects\b|\bbounding box"),
      "to detect objects"),
+    # a question about people in a picture: the person and face detector answers it, a classifier cannot
+    ("object-detection", re.compile(r"\b(?:any|some)(?:one|body)\b|\bhow many (?:people|persons|faces)\b|"
+                                    r"\b(?:any|the) (?:people|persons|faces)\b|\bis there a (?:person|face)\b"),
+     "about the people in the picture"),
 ]
 
 
@@ -101,10 +105,13 @@ def _dedupe(tasks: list[PlanTask]) -> list[PlanTask]:
     return [t.model_copy(update={"args": {k: point(v) for k, v in t.args.items()}}) for t in tasks if t.id not in alias]
 
 
-def _unasked(tasks: list[PlanTask], request: str) -> set[int]:
-    """Leaf tasks of a habitual type (ASKED_FOR) that nothing in the request asks for."""
+def _unasked(tasks: list[PlanTask], request: str, uploads: Mapping[str, ArtifactRef] | None = None) -> set[int]:
+    """Leaf tasks of a habitual type (ASKED_FOR) that nothing in the request asks for (the name of an
+    attached file is no request: 'transcribe memo.wav' asks for no speech)."""
     if not request:
         return set()
+    for name in sorted(uploads or {}, key=len, reverse=True):
+        request = request.replace(name, " ")
     used = {r for t in tasks for v in t.args.values() if (r := _ref(v)) is not None and r != t.id}
     return {t.id for t in tasks if t.id not in used and (cue := ASKED_FOR.get(t.task)) and not cue.search(request)}
 
@@ -165,6 +172,7 @@ def follow_back_references(tasks: list[PlanTask], uploads: Mapping[str, Artifact
     return out
 
 
+NUMBER_PARAMS = frozenset({"top_k"})  # literal args that are whole numbers
 _SAYS_MAP = re.compile(r"\b(?:maps?|skeletons?|control (?:image|map)s?|depth image)\b", re.I)
 
 
@@ -200,7 +208,7 @@ def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request
     # tasks reading a file nobody gave go; what referenced them is re-pointed below like any bad ref
     tasks = [t for t in tasks if not _phantom(t, uploads, request, by_kind)]
     tasks = _dedupe(tasks)
-    unasked = _unasked(tasks, request)
+    unasked = _unasked(tasks, request, uploads)
     if len(unasked) < len(tasks):  # never empties the plan: a lone task is the LLM's reading of the request
         tasks = [t for t in tasks if t.id not in unasked]
     has_image = bool(by_kind.get("image")) or any(
@@ -214,6 +222,14 @@ def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request
             out.append(t)
             continue
         args = dict(t.args)
+        for name in NUMBER_PARAMS & set(args):  # "top_k": ":5" or "5 labels" -> "5"; no digits: the default
+            written = str(args[name]).strip()
+            if not written.isdigit():
+                digits = re.search(r"\d+", written)
+                if digits:
+                    args[name] = digits.group()
+                else:
+                    del args[name]
         # an arg under a name the task does not have fills its empty input slot of the value's kind
         for name in [n for n in args if n not in spec.inputs and n not in spec.params]:
             kinds = _kind_of(args[name], by_id, uploads)
@@ -269,6 +285,8 @@ def request_problems(text: str, plan: ValidatedPlan, uploads: Mapping[str, Artif
     for task, cue, word in CUES:
         if task in available and task not in planned and cue.search(lowered):
             if task == "automatic-speech-recognition" and not any(r.kind == "audio" for r in uploads.values()):
+                continue
+            if word == "about the people in the picture" and not any(r.kind == "image" for r in uploads.values()):
                 continue
             if task == "language-detection" and "audio-classification" in planned:  # it names the spoken language
                 continue

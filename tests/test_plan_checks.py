@@ -314,3 +314,30 @@ def test_a_control_map_task_is_offered_only_with_its_drawing_task() -> None:
     cpu = {"image-to-image", "canny-control", "openpose-control", "summarization"}
     assert plannable(cpu) == {"image-to-image", "summarization"}  # image-to-image's styles draw those maps
     assert plannable(cpu | {"openpose-text-to-image"}) == (cpu | {"openpose-text-to-image"}) - {"canny-control"}
+
+
+def test_an_attached_recordings_name_does_not_ask_for_speech() -> None:
+    clip = _upload("dentist_msg.wav", "audio")
+    plan = [{"id": 0, "task": "automatic-speech-recognition", "args": {"audio": "dentist_msg.wav"}},
+            {"id": 1, "task": "text-to-speech", "dep": [0], "args": {"text": "<GENERATED>-0"}}]
+    fixed = normalise(_tasks(plan), clip, "can u transcibe dentist_msg.wav for me pls")
+    assert [t.task for t in fixed] == ["automatic-speech-recognition"]
+    kept = normalise(_tasks(plan), clip, "transcribe dentist_msg.wav and read it back to me out loud")
+    assert [t.task for t in kept] == ["automatic-speech-recognition", "text-to-speech"]
+
+
+def test_a_question_about_people_in_a_photo_asks_for_the_detector() -> None:
+    photo = _upload("courtyard_cam.jpg")
+    plan = validate_plan(_tasks([{"id": 0, "task": "image-classification", "args": {"image": "courtyard_cam.jpg"}}]),
+                         photo, OFFERED)
+    problems = request_problems("Is anybody in the frame of courtyard_cam.jpg?", plan, photo, OFFERED)
+    assert problems == ["the request asks about the people in the picture but the plan has no object-detection "
+                        "task: add it, fed with the right input"]
+    assert request_problems("Is anybody mentioned in this text?", plan, {}, OFFERED) == []  # no picture: no detector
+
+
+def test_a_number_arg_written_with_noise_keeps_its_number() -> None:
+    photo = _upload("blocks.jpg")
+    for value, want in ((":5", "5"), ("3 labels", "3"), ("a few", None), ("4", "4")):
+        plan = [{"id": 0, "task": "image-classification", "args": {"image": "blocks.jpg", "top_k": value}}]
+        assert normalise(_tasks(plan), photo, "what is in blocks.jpg")[0].args.get("top_k") == want, value
