@@ -115,6 +115,38 @@ def run_case(client: object, case: E2ECase, folder: Path, timeout_s: float) -> l
     return out
 
 
+def rescore(client: object, cases: list[E2ECase], saved: Path) -> list[TurnResult]:
+    """The saved turns' runs (read back from Redis) checked again with the current checks."""
+    from planner_service.client import HgqClient
+
+    assert isinstance(client, HgqClient)
+    by_id = {c.id: c for c in cases}
+    rows = [TurnResult.model_validate(json.loads(line)) for line in saved.read_text().splitlines()
+            if line.strip() and '"case"' in line]
+    out: list[TurnResult] = []
+    context: dict[str, list[str]] = {}
+    for row in rows:
+        case = by_id.get(row.case)
+        if case is None or row.turn >= len(case.turns):
+            continue
+        view = client.view(row.request_id)
+        seen = context.setdefault(row.case, [])
+        out.append(row.model_copy(update={"problems": check_turn(case.turns[row.turn].expect, view, seen)}))
+        seen += [case.turns[row.turn].text, view.response or ""] + [
+            t.output.text or "" for t in view.tasks.values() if t.output]
+    return out
+
+
+def print_summary(results: list[TurnResult]) -> dict[str, object]:
+    totals = summary(results)
+    click.echo(f"\nfully right: {totals['right']}/{totals['cases']} ({totals['right_share']:.0%}); by kind "
+               f"{totals['by_kind']}; ungrounded answers {totals['ungrounded_answers']}; median turn "
+               f"{totals['median_turn_s']:.1f}s; LLM calls per turn {totals['llm_calls_per_turn']}")
+    if totals["problems_by_kind"]:
+        click.echo(f"problems by kind: {totals['problems_by_kind']}")
+    return totals
+
+
 @click.command("e2e")
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--limit", type=int, default=None, help="only the first N cases")
@@ -123,8 +155,10 @@ def run_case(client: object, case: E2ECase, folder: Path, timeout_s: float) -> l
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="also append each turn's result to this JSONL file as it completes (then the summary)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object (results and summary)")
+@click.option("--rescore", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="run nothing: check the runs of a --save file again (read back from Redis) with the current checks")
 def e2e_cmd(file: Path | None, limit: int | None, only: str | None, timeout_s: float, save: Path | None,
-            as_json: bool) -> None:
+            as_json: bool, rescore: Path | None) -> None:
     """Run the end-to-end set (default: the bundled one) through the stack and check each answer."""
     from planner_service.client import HgqClient
     from planner_service.publisher import publisher_app
@@ -139,6 +173,12 @@ def e2e_cmd(file: Path | None, limit: int | None, only: str | None, timeout_s: f
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     settings = get_settings()
+    if rescore is not None:
+        for r in (checked := _rescore_all(settings, cases, rescore)):
+            if not r.right:
+                click.echo(f"BAD {r.case} (turn {r.turn + 1}, {r.kind}): {'; '.join(r.problems)}")
+        print_summary(checked)
+        return
     stack = Stack(settings, say=lambda m: click.echo(f"[stack] {m}", err=True), log_dir=settings.home / "logs")
     results: list[TurnResult] = []
     try:
@@ -175,8 +215,13 @@ def e2e_cmd(file: Path | None, limit: int | None, only: str | None, timeout_s: f
         click.echo(json.dumps({"file": str(path), "summary": totals, "results": [r.model_dump() for r in results]},
                               indent=2))
     else:
-        click.echo(f"\nfully right: {totals['right']}/{totals['cases']} ({totals['right_share']:.0%}); by kind "
-                   f"{totals['by_kind']}; ungrounded answers {totals['ungrounded_answers']}; median turn "
-                   f"{totals['median_turn_s']:.1f}s; LLM calls per turn {totals['llm_calls_per_turn']}")
-        if totals["problems_by_kind"]:
-            click.echo(f"problems by kind: {totals['problems_by_kind']}")
+        print_summary(results)
+
+
+def _rescore_all(settings: object, cases: list[E2ECase], saved: Path) -> list[TurnResult]:
+    from planner_service.client import HgqClient
+    from planner_service.publisher import publisher_app
+    from shared.settings import Settings
+
+    assert isinstance(settings, Settings)
+    return rescore(HgqClient(settings, publisher_app(settings)), cases, saved)

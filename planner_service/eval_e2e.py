@@ -109,8 +109,9 @@ def _has(text: str, word: str) -> bool:
 
 def facts_text(view: RunPublic) -> str:
     """Everything the results say, as one text: outputs, labels, boxes, data, file names."""
-    parts = [view.request]
+    parts = [view.request, view.error or ""]
     for task in view.tasks.values():
+        parts.append(task.error or "")  # a failed task's reason is what the answer reports
         out = task.output
         if out is None:
             continue
@@ -127,6 +128,9 @@ def facts_text(view: RunPublic) -> str:
 def ungrounded_numbers(answer: str, facts: str, context: Iterable[str] = ()) -> list[str]:
     """Numbers the answer states that neither the results nor the conversation contain."""
     known = {n.replace(",", ".") for n in NUMBER.findall(facts + "\n" + "\n".join(context))}
+    for n in list(known):  # a score of 0.74 may be said as 74%
+        if "." in n and 0 <= float(n) <= 1:
+            known |= {str(round(float(n) * 100)), f"{float(n) * 100:.1f}"}
     out = []
     for n in NUMBER.findall(answer):
         value = n.replace(",", ".")
@@ -178,6 +182,15 @@ def check_turn(expect: Expect, view: RunPublic, context: Iterable[str] = ()) -> 
     return problems
 
 
+PROBLEM_KINDS = (("plan lacks", "a needed task missing"), ("plan has", "a task nobody asked for"),
+                 ("planned", "a substitute for what nothing serves"), ("run ", "the run failed"),
+                 ("no task output", "a task output without the expected words"),
+                 ("the answer lacks", "the answer misses a fact"), ("the answer says", "the answer says a wrong thing"),
+                 ("the answer is in", "the answer in the wrong language"),
+                 ("the answer does not say", "no honest refusal"), ("ungrounded", "an ungrounded number"),
+                 ("no ", "a file not made"))
+
+
 class TurnResult(BaseModel):
     case: str
     kind: str
@@ -208,7 +221,7 @@ def summary(results: list[TurnResult]) -> dict[str, object]:
     kinds: dict[str, int] = {}
     for r in results:
         for p in r.problems:
-            key = p.split(":")[0].split(" '")[0].split(" lacks")[0]
+            key = next((name for start, name in PROBLEM_KINDS if p.startswith(start)), "other")
             kinds[key] = kinds.get(key, 0) + 1
     return {"cases": len(cases), "right": right_cases,
             "right_share": round(right_cases / len(cases), 3) if cases else 0.0,

@@ -54,6 +54,7 @@ def test_refusals_languages_and_grounding() -> None:
         .startswith("the answer is in en")
     # numbers are grounded by results, the request or an earlier turn; small counts are free
     assert ungrounded_numbers("2 faces, 14 boxes, opens at 9", "2 object(s): face (0.91)", ["open 9 to 5"]) == ["14"]
+    assert ungrounded_numbers("they are 74% similar (91.0 for faces)", '{"similarity": 0.7412} face (0.91)') == []
     assert check_turn(Expect(), _view("The capital is Paris, since 508.", [], [])) == []  # chat: no facts to check
 
 
