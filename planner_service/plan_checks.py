@@ -145,6 +145,21 @@ def _as_text_qa(t: PlanTask, uploads: Mapping[str, ArtifactRef], has_image: bool
     return t.model_copy(update={"task": "question-answering", "args": args})
 
 
+def _spoken_language(t: PlanTask, uploads: Mapping[str, ArtifactRef], tasks: list[PlanTask]) -> PlanTask:
+    """language-detection with no text to read (its own output, or a recording's name) while one
+    recording is attached and nothing transcribes it: the language spoken in it, which
+    audio-classification names."""
+    if t.task != "language-detection":
+        return t
+    audio = [name for name, ref in uploads.items() if ref.kind == "audio" and "/" not in name]
+    value = t.args.get("text")
+    no_text = _ref(value) == t.id or (isinstance(value, str) and value in audio)
+    transcribed = any(o.task == "automatic-speech-recognition" for o in tasks)
+    if len(audio) != 1 or not no_text or transcribed:
+        return t
+    return t.model_copy(update={"task": "audio-classification", "args": {"audio": audio[0]}, "dep": [-1]})
+
+
 _BACK_REF = re.compile(r"\b(?:that|it|this|these|those|them|the (?:same |last |new |edited |previous )?"
                        r"(?:picture|image|photo|result|output|file|one|audio|recording|clip|version))\b", re.I)
 
@@ -214,6 +229,7 @@ def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request
     has_image = bool(by_kind.get("image")) or any(
         "image" in TASK_TYPES[t.task].produces for t in tasks if t.task in TASK_TYPES)
     tasks = [_as_text_qa(t, uploads, has_image) for t in tasks]
+    tasks = [_spoken_language(t, uploads, tasks) for t in tasks]
     by_id = {t.id: t for t in tasks}
     out: list[PlanTask] = []
     for t in tasks:

@@ -341,3 +341,15 @@ def test_a_number_arg_written_with_noise_keeps_its_number() -> None:
     for value, want in ((":5", "5"), ("3 labels", "3"), ("a few", None), ("4", "4")):
         plan = [{"id": 0, "task": "image-classification", "args": {"image": "blocks.jpg", "top_k": value}}]
         assert normalise(_tasks(plan), photo, "what is in blocks.jpg")[0].args.get("top_k") == want, value
+
+
+def test_the_language_of_a_recording_is_asked_of_the_audio_classifier() -> None:
+    clip = _upload("greeting.wav", "audio")
+    for text in ("<GENERATED>-0", "greeting.wav"):
+        plan = [{"id": 0, "task": "language-detection", "args": {"text": text}}]
+        fixed = normalise(_tasks(plan), clip, "which language is spoken in greeting.wav?")
+        assert [(t.task, t.args) for t in fixed] == [("audio-classification", {"audio": "greeting.wav"})]
+    transcribed = [{"id": 0, "task": "automatic-speech-recognition", "args": {"audio": "greeting.wav"}},
+                   {"id": 1, "task": "language-detection", "args": {"text": "<GENERATED>-0"}}]
+    assert [t.task for t in normalise(_tasks(transcribed), clip, "what language")] == [
+        "automatic-speech-recognition", "language-detection"]  # reading the transcript is fine
