@@ -107,7 +107,7 @@ def run_case(client: object, case: E2ECase, folder: Path, timeout_s: float) -> l
         uploads = client.uploads_for([folder / case.id / name for name in turn.files])
         run_id = client.submit(RequestCreate(text=turn.text, uploads=uploads, conversation_id=conversation))
         view = _wait_final(client, run_id, timeout_s)
-        problems = check_turn(turn.expect, view, context)
+        problems = check_turn(turn.expect, view, context, grounded=case.kind != "chat")
         out.append(TurnResult(case=case.id, kind=case.kind, turn=n, request_id=run_id, status=view.status,
                               problems=problems, seconds=round(time.monotonic() - started, 2),
                               llm_calls=sum(u.calls for u in view.usage.values())))
@@ -131,7 +131,8 @@ def rescore(client: object, cases: list[E2ECase], saved: Path) -> list[TurnResul
             continue
         view = client.view(row.request_id)
         seen = context.setdefault(row.case, [])
-        out.append(row.model_copy(update={"problems": check_turn(case.turns[row.turn].expect, view, seen)}))
+        out.append(row.model_copy(update={"problems": check_turn(case.turns[row.turn].expect, view, seen,
+                                                                 grounded=case.kind != "chat")}))
         seen += [case.turns[row.turn].text, view.response or ""] + [
             t.output.text or "" for t in view.tasks.values() if t.output]
     return out

@@ -24,6 +24,7 @@ from shared.run_models import RunPublic
 DEFAULT_E2E_FILE = Path(__file__).resolve().parent / "data" / "eval_e2e.jsonl"
 REFUSAL = re.compile(r"\b(?:can(?:no|')t|cannot|unable|not (?:available|served|supported|possible)|no (?:running )?"
                      r"(?:worker|model)|isn't available|aren't available|not able)\b", re.I)
+LIST_MARKER = re.compile(r"(?m)(?:^|(?<=[:;]\s))\s*\d{1,2}[.)]\s")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?(?![\w])")
 
 
@@ -132,6 +133,7 @@ def ungrounded_numbers(answer: str, facts: str, context: Iterable[str] = ()) -> 
         if "." in n and 0 <= float(n) <= 1:
             known |= {str(round(float(n) * 100)), f"{float(n) * 100:.1f}"}
     out = []
+    answer = LIST_MARKER.sub(" ", answer)  # "1. I read the file" numbers a list, it states nothing
     for n in NUMBER.findall(answer):
         value = n.replace(",", ".")
         if value not in known and value.rstrip("0").rstrip(".") not in known and value not in {"1", "0"}:
@@ -149,8 +151,9 @@ def detect_language(text: str) -> str | None:
         return None
 
 
-def check_turn(expect: Expect, view: RunPublic, context: Iterable[str] = ()) -> list[str]:
-    """What is wrong with a finished turn (empty: fully right)."""
+def check_turn(expect: Expect, view: RunPublic, context: Iterable[str] = (), grounded: bool = True) -> list[str]:
+    """What is wrong with a finished turn (empty: fully right). `grounded`: check the answer's numbers
+    against the results (not for chat: a knowledge question has no results to check against)."""
     problems: list[str] = []
     answer = view.response or ""
     planned = [str(t.get("task")) for t in view.plan]
@@ -176,7 +179,7 @@ def check_turn(expect: Expect, view: RunPublic, context: Iterable[str] = ()) -> 
         got = detect_language(answer)
         if got != expect.answer_language:
             problems.append(f"the answer is in {got}, not {expect.answer_language}")
-    stray = ungrounded_numbers(answer, facts_text(view), context) if view.tasks else []  # chat: no facts
+    stray = ungrounded_numbers(answer, facts_text(view), context) if view.tasks and grounded else []
     if stray:
         problems.append(f"ungrounded: the answer states {', '.join(stray)}, which no result contains")
     return problems

@@ -13,18 +13,25 @@ NEEDS: list[tuple[str, str, re.Pattern[str]]] = [
     ("text-to-image", "generate an image",
      re.compile(r"\b(?:draw|paint|illustrate)\b|\b(?:generate|create|make|render|design)\b(?: me)?(?: an?| the| some)?"
                 r"(?: \w+){0,3} (?:image|picture|drawing|illustration|painting|photo|logo|artwork)s?\b")),
-    ("text-to-video", "make a video", re.compile(r"\b(?:generate|create|make|render|produce)\b(?: me)?(?: an?| the)?"
-                                                 r"(?: \w+){0,3} (?:video|animation|clip of)\b")),
+    ("text-to-video", "make a video", re.compile(r"\b(?:generate|create|make|render|produce|turn\b.*\binto)\b(?: me)?"
+                                                 r"(?: an?| the)?(?: \w+){0,3} (?:video|animation|clip of)\b|"
+                                                 r"\banimated (?:clip|video|film|short)\b")),
+    ("visual-question-answering", "answer questions about what a picture shows",
+     re.compile(r"\bwhat colou?rs? (?:is|are)\b|\bhow many (?!people|persons|faces)\w+ (?:are|is) (?:there|in|on)\b")),
     ("depth-estimation", "estimate depth", re.compile(r"\bdepth\b")),
     ("audio-to-audio", "transform audio", re.compile(r"\b(?:denoise|noise reduction|remove (?:the )?noise|"
                                                      r"separate (?:the )?(?:voices|vocals|speakers))\b")),
 ]
 
 
-def unserved_needs(request: str, available: set[str]) -> list[tuple[str, str]]:
+NEEDS_AN_IMAGE = frozenset({"visual-question-answering"})  # a question about a picture needs the picture
+
+
+def unserved_needs(request: str, available: set[str], has_image: bool = True) -> list[tuple[str, str]]:
     """(task type, what the user wanted) for each need of the request no live worker serves."""
     text = request.lower()
-    return [(task, what) for task, what, cue in NEEDS if task not in available and cue.search(text)]
+    return [(task, what) for task, what, cue in NEEDS if task not in available and cue.search(text)
+            and (has_image or task not in NEEDS_AN_IMAGE)]
 
 
 def limits_text(needs: list[tuple[str, str]]) -> str:

@@ -28,8 +28,13 @@ from shared.plan import GENERATED, PlanTask, ValidatedPlan, find_upload
 CUES: list[tuple[str, re.Pattern[str], str]] = [
     ("automatic-speech-recognition", re.compile(r"\btranscri(?:be|ption|pt)"), "to transcribe"),
     ("translation", re.compile(r"\btranslat(?:e|ion|ing)\b"), "to translate"),
-    ("summarization", re.compile(r"\bsummar(?:y|ies|ise|ize|ised|ized|ising|izing)\b"), "for a summary"),
-    ("text-to-speech", re.compile(r"\b(?:read (?:it |this |that |them |the \w+ )?(?:aloud|out loud|out)|aloud|"
+    ("summarization", re.compile(r"\bsummar(?:y|ies|ise|ize|ised|ized|ising|izing)\b|\bgist\b|\btl;?dr\b|"
+                                 r"\bcondense|\bboil (?:it |this |that )?down\b|\bin (?:one|a single) (?:line|sentence)\b"),
+     "for a summary"),
+    ("text2text-generation", re.compile(r"\b(?:rewrite|rephrase|reword|paraphrase)\b|\bmore (?:formal|polite)\b|"
+                                        r"\b(?:formal|polite|proper) (?:sentence|email|message|version|note)\b"),
+     "to rewrite a text"),
+    ("text-to-speech", re.compile(r"\b(?:read (?:it |this |that |them |the \w+ )?(?:aloud|out loud|out)|read out|aloud|"
                                   r"text[- ]to[- ]speech|narrat(?:e|ion)|spoken version|voice ?over)\b"), "for speech"),
     ("token-classification", re.compile(r"\bnamed entit|\bentities\b"), "for named entities"),
     ("sentence-similarity", re.compile(r"\bsimilarity\b|\bhow similar\b"), "for a similarity"),

@@ -109,7 +109,8 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
         run.finish("cancelled", "The request was cancelled while it was being planned.")
         return {"status": "cancelled"}
     except HgqError as exc:
-        needs = unserved_needs(request.text, available) if isinstance(exc, PlanError) else []
+        has_image = any(ref.kind == "image" for ref in request.uploads.values())
+        needs = unserved_needs(request.text, available, has_image) if isinstance(exc, PlanError) else []
         # a request for what nothing here serves gets the honest limit, not the planner's slip
         run.fail_before_plan(str(exc), llm_failed=isinstance(exc, LLMError),
                              answer=limits_text(needs) if needs else None)
@@ -165,7 +166,9 @@ def run_respond_stage(app: Celery, run_id: str) -> dict[str, Any]:
 
     settings = get_settings()
     served = set(candidates(live_workers(text_redis(settings.redis_url), settings.key_prefix)))
-    needs = unserved_needs(request.text, served | {n.task for n in plan.nodes})
+    has_image = any(ref.kind == "image" for ref in request.uploads.values()) or any(
+        binding.type == "upload" and binding.ref.kind == "image" for n in plan.nodes for binding in n.inputs.values())
+    needs = unserved_needs(request.text, served | {n.task for n in plan.nodes}, has_image)
     limits = limits_text(needs) if needs else None
     direct = direct_answer(request.text, plan, states, run.outputs()) \
         if settings.direct_answers and limits is None else None

@@ -353,3 +353,15 @@ def test_the_language_of_a_recording_is_asked_of_the_audio_classifier() -> None:
                    {"id": 1, "task": "language-detection", "args": {"text": "<GENERATED>-0"}}]
     assert [t.task for t in normalise(_tasks(transcribed), clip, "what language")] == [
         "automatic-speech-recognition", "language-detection"]  # reading the transcript is fine
+
+
+def test_unserved_needs_by_their_words() -> None:
+    from planner_service.limits import unserved_needs
+
+    offline = OFFERED - {"text-to-image", "text-to-video", "depth-estimation", "visual-question-answering"}
+    assert unserved_needs("Turn this script into a short animated clip: 'A dog chases a ball.'", offline) == [
+        ("text-to-video", "make a video")]
+    assert unserved_needs("What colour is the largest shape in palette.jpg?", offline) == [
+        ("visual-question-answering", "answer questions about what a picture shows")]
+    assert unserved_needs("How many days are in a leap year?", offline, has_image=False) == []  # no picture asked about
+    assert unserved_needs("What colour is the largest shape?", offline | {"visual-question-answering"}) == []
