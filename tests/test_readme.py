@@ -64,7 +64,7 @@ def test_every_hgq_command_the_docs_show_exists() -> None:
 
     from planner_service.cli import main
 
-    pattern = re.compile(r"(?:`|\.venv/bin/)hgq ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?")
+    pattern = re.compile(r"(?:`|\.venv/bin/)hgq ([a-z][a-z-]*)(?: ([a-z][a-z0-9-]*))?")
     assert {"ask", "up", "worker", "eval", "models"} <= {cmd for cmd, _ in pattern.findall(README)}
     shown: dict[tuple[str, str], str] = {}
     for path in [README_PATH, *DOCS]:
