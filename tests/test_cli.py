@@ -108,7 +108,10 @@ def test_sigterm_during_ask_cancels_the_run(stack, hgq_env, fake_llm, tmp_path: 
     import signal
     import time
 
-    fake_llm.latency["plan"] = (30.0, 0.0)  # planning takes long enough to be stopped
+    # planning streams slowly enough to be stopped (a word a second). A stream is given up between two
+    # pieces; the wait for the first piece is not interruptible (llm_client), so the test stops a
+    # stream that is flowing, whatever the load and whether the worker's models were still loading
+    fake_llm.latency["plan"] = (0.2, 1.0)
     proc = subprocess.Popen([*HGQ, "ask", "do the diagnostic thing"], env={**os.environ, **hgq_env},
                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
     assert proc.stderr is not None
