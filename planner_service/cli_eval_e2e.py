@@ -11,7 +11,6 @@ import sys
 import tempfile
 import time
 import uuid
-import wave
 from pathlib import Path
 
 import click
@@ -26,22 +25,10 @@ from planner_service.eval_e2e import (
     summary,
 )
 from shared.run_models import FINAL_RUN_STATUSES, RequestCreate, RunPublic
+from workers.hf_local.pipeline_client import wav_bytes
 
 FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/dejavu/DejaVuSans.ttf",
          "/usr/share/fonts/TTF/DejaVuSans.ttf")
-
-
-def _wav(samples: object, rate: int = 16_000) -> bytes:
-    import numpy as np
-
-    pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1, 1) * 32767).astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm.tobytes())
-    return buf.getvalue()
 
 
 def make_file(spec: FileSpec) -> bytes:
@@ -55,9 +42,9 @@ def make_file(spec: FileSpec) -> bytes:
 
         return get_expert(PiperTTS.model_id).run({"text": spec.speech}, {}).media[0].data
     if spec.silence:
-        return _wav(np.zeros(int(16_000 * spec.silence)))
+        return wav_bytes(np.zeros(int(16_000 * spec.silence)), 16_000)
     if spec.noise:
-        return _wav(np.random.default_rng(0).normal(0, 0.3, int(16_000 * spec.noise)))
+        return wav_bytes(np.random.default_rng(0).normal(0, 0.3, int(16_000 * spec.noise)), 16_000)
     buf = io.BytesIO()
     if spec.text_image:
         path = next((p for p in FONTS if Path(p).is_file()), None)

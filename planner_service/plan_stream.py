@@ -121,7 +121,7 @@ def remap_onto_early(plan: ValidatedPlan, early: ValidatedPlan) -> tuple[Validat
         args = {k: _renumber(v, mapping) for k, v in node.args.items()}
         nodes.append(node.model_copy(update={"id": mapping[node.id], "deps": [mapping[d] for d in node.deps],
                                              "inputs": inputs, "args": args}))
-    return ValidatedPlan(nodes=nodes), kept, {n.id for n in early.nodes} - kept
+    return ValidatedPlan(nodes=nodes, routes=plan.routes), kept, {n.id for n in early.nodes} - kept
 
 
 def _renumber(value: Any, mapping: dict[int, int]) -> Any:

@@ -115,13 +115,12 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
         run.fail_before_plan(str(exc), llm_failed=isinstance(exc, LLMError),
                              answer=limits_text(needs) if needs else None)
         return {"status": "failed", "error": str(exc)}
+    plan.routes = routes
     if early.plan.nodes:  # tasks that started while the plan streamed keep their ids
         plan, kept, dropped = remap_onto_early(plan, early.plan)
-        plan.routes = routes
         reasons, contested = rank_models(request.text, plan, served, settings.max_fallbacks)
         ready = run.finalize_streamed(plan, reasons, kept, dropped)
     else:
-        plan.routes = routes
         ready = run.init_dag(plan, reasons)
     # A task whose model is certain starts now; the LLM chooses among close candidates meanwhile
     # (a dependent task published before that choice is written runs on the top-ranked model).
