@@ -18,6 +18,7 @@ import click
 
 from planner_service.eval_cases import DEFAULT_FILE, read_cases, tool_mapping
 from planner_service.eval_runner import CaseResult, evaluate, table_header, table_row, totals_text, worst_text
+from planner_service.plan_demos import bank_requests
 from shared.catalog import TASK_TYPES
 from shared.errors import HgqError
 from shared.outputs import ArtifactRef
@@ -57,11 +58,16 @@ def plans_cmd(file: Path | None, limit: int | None, as_json: bool, available: st
 
     path = file or DEFAULT_FILE
     try:
-        read = read_cases(path, limit)
+        read = read_cases(path)
     except (OSError, UnicodeDecodeError) as exc:
         click.echo(f"error: cannot read {path}: {exc}", err=True)
         sys.exit(2)
-    cases = read.cases
+    demos = bank_requests()  # a request the planner is shown as a demonstration scores nothing
+    in_bank = [c for c in read.cases if c.request.strip() in demos]
+    if in_bank:
+        read.skipped.append(f"{len(in_bank)} record(s) are planner demonstrations (the demonstration bank "
+                            f"holds them), not scored")
+    cases = [c for c in read.cases if c.request.strip() not in demos][:limit]
     if not cases:
         click.echo(f"error: {path} has no usable record ({len(read.skipped)} skipped: "
                    f"{'; '.join(read.skipped[:3])})", err=True)

@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Sequence
 
-from planner_service.plan_demos import DEMOS, Demo
+from planner_service.plan_demos import Demo, bank
 
 log = logging.getLogger(__name__)
 DEFAULT_K = 4
@@ -43,7 +43,7 @@ def _bank_vectors() -> object:
                 try:
                     from shared.minilm import embed
 
-                    _vectors = embed([_request_text(d) for d in DEMOS])
+                    _vectors = embed([_request_text(d) for d in bank()])
                 except Exception as exc:  # noqa: BLE001 - no MiniLM here: fall back to word overlap
                     log.warning("demonstration retrieval uses word overlap (MiniLM unavailable: %s)", exc)
                     _vectors = False
@@ -56,7 +56,7 @@ def warm() -> None:
 
 
 def _scores(request: str, indices: Sequence[int]) -> list[float]:
-    """Similarity of the request to each demonstration DEMOS[i] of `indices`."""
+    """Similarity of the request to each demonstration bank()[i] of `indices`."""
     vectors = _bank_vectors()
     if vectors is not False:
         import numpy as np
@@ -66,17 +66,19 @@ def _scores(request: str, indices: Sequence[int]) -> list[float]:
         sims = np.asarray(vectors) @ embed([request])[0]
         return [float(sims[i]) for i in indices]
     words = _words(request)
+    demos = bank()
     scores = []
     for i in indices:
-        other = _words(_request_text(DEMOS[i]))
+        other = _words(_request_text(demos[i]))
         scores.append(len(words & other) / (len(words | other) or 1))
     return scores
 
 
 def pick_demos(request: str, available: set[str], k: int = DEFAULT_K) -> list[Demo]:
     """The k demonstrations closest to `request` among those the offered task types can run."""
-    runnable = [i for i, d in enumerate(DEMOS) if all(t["task"] in available for t in d[1])]
+    demos = bank()
+    runnable = [i for i, d in enumerate(demos) if all(t["task"] in available for t in d[1])]
     if len(runnable) > k:
         scores = dict(zip(runnable, _scores(request, runnable), strict=True))
         runnable = sorted(sorted(runnable, key=lambda i: (-scores[i], i))[:k], key=lambda i: scores[i])
-    return [DEMOS[i] for i in runnable]
+    return [demos[i] for i in runnable]

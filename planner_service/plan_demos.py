@@ -1,14 +1,20 @@
 """The planner's demonstration bank: requests with the plan hgq should make for them.
 
-Written for hgq (not taken from any evaluation set; tests/test_plan_demos.py keeps them apart):
-every task type served offline appears, in single tasks, chains and joins, with the wording
-people use for it ("what is in this photo", "pull out the names", "read it to me"). The
-planner shows each request the few demonstrations closest to it (`demo_retrieval.py`), so the
-bank can grow without making the prompt longer.
+Two parts. `DEMOS` is written for hgq (not taken from any evaluation set; tests/test_plan_checks.py
+keeps them apart): every task type served offline appears, in single tasks, chains and joins, with
+the wording people use for it ("what is in this photo", "pull out the names", "read it to me").
+`TASKBENCH_DEMOS` (data/taskbench_demos.jsonl, built by scripts/build_taskbench_demos.py) is two
+thirds of TaskBench's development split, its own requests and ground-truth plans converted to hgq's
+format: how TaskBench-style requests chain tools. The third held out is what `hgq eval plans`
+scores. The planner shows each request the few demonstrations closest to it (`demo_retrieval.py`),
+so the bank can grow without making the prompt longer.
 """
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 Demo = tuple[str, list[dict[str, Any]]]
@@ -185,3 +191,29 @@ DEMOS: list[Demo] = [
     ("Make a short clip of a paper boat drifting down a rainy street.",
      [_t(0, "text-to-video", [], text="a paper boat drifting down a rainy street")]),
 ]
+
+
+TASKBENCH_FILE = Path(__file__).resolve().parent / "data" / "taskbench_demos.jsonl"
+
+
+@lru_cache(maxsize=1)
+def taskbench_demos() -> tuple[Demo, ...]:
+    """The TaskBench part of the bank (empty when the file is missing)."""
+    if not TASKBENCH_FILE.exists():
+        return ()
+    out: list[Demo] = []
+    for line in TASKBENCH_FILE.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            obj = json.loads(line)
+            out.append((str(obj["request"]), list(obj["tasks"])))
+    return tuple(out)
+
+
+def bank() -> tuple[Demo, ...]:
+    """Every demonstration retrieval chooses from: hgq's own, then TaskBench's."""
+    return (*DEMOS, *taskbench_demos())
+
+
+def bank_requests() -> frozenset[str]:
+    """The request text (without its files) of every demonstration: an evaluation skips these."""
+    return frozenset(request.split(" [files:")[0].strip() for request, _ in bank())

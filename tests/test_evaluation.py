@@ -229,6 +229,19 @@ def test_eval_plans_prints_a_table_and_totals(hgq_env, fake_llm, two_requests: P
     assert rows[-1]["summary"]["n"] == 1
 
 
+def test_eval_plans_skips_requests_the_planner_is_shown_as_demonstrations(hgq_env, fake_llm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from planner_service.plan_demos import taskbench_demos
+
+    demo_request = taskbench_demos()[0][0].split(" [files:")[0]
+    path = tmp_path / "with_demo.jsonl"
+    path.write_text(json.dumps(CHAIN) + "\n" + json.dumps({**CHAIN, "id": "demo", "user_request": demo_request}) + "\n")
+    result = CliRunner().invoke(_cli(), ["eval", "plans", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["n"] == 1 and [r for r in summary["skipped"] if "demonstration" in r]
+    assert all(call["messages"][-1]["content"].split(" [files:")[0] != demo_request for call in fake_llm.calls("plan"))
+
+
 def test_eval_plans_rejects_unknown_task_types(hgq_env, two_requests: Path) -> None:  # type: ignore[no-untyped-def]
     result = CliRunner().invoke(_cli(), ["eval", "plans", str(two_requests), "--available", "asr"])
     assert result.exit_code == 2 and "unknown task types: asr" in result.output

@@ -13,7 +13,7 @@ import pytest
 from planner_service.demo_retrieval import pick_demos
 from planner_service.eval_cases import DEFAULT_FILE
 from planner_service.plan_checks import normalise, request_problems
-from planner_service.plan_demos import DEMOS
+from planner_service.plan_demos import DEMOS, bank, taskbench_demos
 from planner_service.planning import plan_request
 from shared.catalog import TASK_TYPES
 from shared.errors import PlanError
@@ -198,6 +198,26 @@ def test_no_demonstration_is_in_an_evaluation_set() -> None:
         for other in evals:
             shared = demo & _trigrams(other)
             assert len(shared) <= max(2, len(demo) // 3), (request, other)
+
+
+def test_the_taskbench_part_of_the_bank_is_valid_plans_kept_apart_from_every_evaluation_set() -> None:
+    tb = taskbench_demos()
+    assert len(tb) >= 100 and bank()[:len(DEMOS)] == tuple(DEMOS)
+    shapes = {"chain": 0, "join": 0}
+    for request, tasks in tb:
+        files = re.findall(r"(\S+\.\w+) \((image|audio)\)", request)
+        uploads = {name: ArtifactRef(id=str(i).rjust(64, "0"), mime=f"{kind}/x", kind=kind, size=1, name=name)  # type: ignore[arg-type]
+                   for i, (name, kind) in enumerate(files)}
+        plan = validate_plan(parse_plan_json(tasks), uploads, OFFERED)
+        shapes["chain"] += any(node.deps for node in plan.nodes)
+        shapes["join"] += any(len(node.deps) >= 2 for node in plan.nodes)
+    assert shapes["chain"] >= 20 and shapes["join"] >= 1
+    evals = {r.strip() for r in _eval_requests()}
+    assert not evals & {request.split(" [files:")[0].strip() for request, _ in tb}
+    rows = [json.loads(line) for line in (ROOT / "planner_service" / "data" / "taskbench_demos.jsonl").read_text(
+        encoding="utf-8").splitlines()]
+    held_out = [int(r["source"].rsplit(" ", 1)[1]) for r in rows]  # "dev.jsonl line N" (1-based)
+    assert all((line - 1) % 3 != 1 for line in held_out)  # fold B, which `hgq eval plans` scores, is not in it
 
 
 def test_retrieval_shows_the_closest_demonstrations_that_can_run() -> None:
