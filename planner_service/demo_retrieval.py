@@ -12,10 +12,11 @@ import re
 import threading
 from collections.abc import Sequence
 
-from planner_service.plan_demos import Demo, bank
+from planner_service.plan_demos import DEMOS, Demo, bank
 
 log = logging.getLogger(__name__)
 DEFAULT_K = 4
+MAX_TASKBENCH = 2  # of the k shown, at most this many come from the TaskBench part of the bank
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset({
     "a", "an", "and", "the", "of", "to", "in", "on", "for", "is", "it", "this", "that", "me", "my", "i", "you",
@@ -77,8 +78,13 @@ def _scores(request: str, indices: Sequence[int]) -> list[float]:
 def pick_demos(request: str, available: set[str], k: int = DEFAULT_K) -> list[Demo]:
     """The k demonstrations closest to `request` among those the offered task types can run."""
     demos = bank()
+    own = len(DEMOS)
     runnable = [i for i, d in enumerate(demos) if all(t["task"] in available for t in d[1])]
     if len(runnable) > k:
         scores = dict(zip(runnable, _scores(request, runnable), strict=True))
-        runnable = sorted(sorted(runnable, key=lambda i: (-scores[i], i))[:k], key=lambda i: scores[i])
+        ranked = sorted(runnable, key=lambda i: (-scores[i], i))
+        # at least half are hgq's own: TaskBench's conventions alone mislead plain requests
+        mine = [i for i in ranked if i < own][:max(k - MAX_TASKBENCH, 0)]
+        rest = [i for i in ranked if i not in mine][:k - len(mine)]
+        runnable = sorted(mine + rest, key=lambda i: scores[i])
     return [demos[i] for i in runnable]
