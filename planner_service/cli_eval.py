@@ -63,11 +63,11 @@ def plans_cmd(file: Path | None, limit: int | None, as_json: bool, available: st
         click.echo(f"error: cannot read {path}: {exc}", err=True)
         sys.exit(2)
     demos = bank_requests()  # a request the planner is shown as a demonstration scores nothing
-    in_bank = [c for c in read.cases if c.request.strip() in demos]
-    if in_bank:
-        read.skipped.append(f"{len(in_bank)} record(s) are planner demonstrations (the demonstration bank "
-                            f"holds them), not scored")
-    cases = [c for c in read.cases if c.request.strip() not in demos][:limit]
+    unseen = [c for c in read.cases if c.request.strip() not in demos]
+    if len(unseen) < len(read.cases):
+        read.skipped.append(f"{len(read.cases) - len(unseen)} record(s) are planner demonstrations (the "
+                            f"demonstration bank holds them), not scored")
+    cases = unseen[:limit]
     if not cases:
         click.echo(f"error: {path} has no usable record ({len(read.skipped)} skipped: "
                    f"{'; '.join(read.skipped[:3])})", err=True)

@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Sequence
 
-from planner_service.plan_demos import DEMOS, Demo, bank
+from planner_service.plan_demos import DEMOS, Demo, bank, request_text
 
 log = logging.getLogger(__name__)
 DEFAULT_K = 4
@@ -28,10 +28,6 @@ _lock = threading.Lock()
 _vectors: object = None  # numpy array of the bank's embeddings, or False when MiniLM is unavailable
 
 
-def _request_text(demo: Demo) -> str:
-    return demo[0].split(" [files:")[0]
-
-
 def _words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
 
@@ -44,7 +40,7 @@ def _bank_vectors() -> object:
                 try:
                     from shared.minilm import embed
 
-                    _vectors = embed([_request_text(d) for d in bank()])
+                    _vectors = embed([request_text(d) for d in bank()])
                 except Exception as exc:  # noqa: BLE001 - no MiniLM here: fall back to word overlap
                     log.warning("demonstration retrieval uses word overlap (MiniLM unavailable: %s)", exc)
                     _vectors = False
@@ -70,7 +66,7 @@ def _scores(request: str, indices: Sequence[int]) -> list[float]:
     demos = bank()
     scores = []
     for i in indices:
-        other = _words(_request_text(demos[i]))
+        other = _words(request_text(demos[i]))
         scores.append(len(words & other) / (len(words | other) or 1))
     return scores
 

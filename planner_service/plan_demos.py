@@ -3,7 +3,7 @@
 Two parts. `DEMOS` is written for hgq (not taken from any evaluation set; tests/test_plan_checks.py
 keeps them apart): every task type served offline appears, in single tasks, chains and joins, with
 the wording people use for it ("what is in this photo", "pull out the names", "read it to me").
-`TASKBENCH_DEMOS` (data/taskbench_demos.jsonl, built by scripts/build_taskbench_demos.py) is two
+`taskbench_demos()` (data/taskbench_demos.jsonl, built by scripts/build_taskbench_demos.py) is two
 thirds of TaskBench's development split, its own requests and ground-truth plans converted to hgq's
 format: how TaskBench-style requests chain tools. The third held out is what `hgq eval plans`
 scores. The planner shows each request the few demonstrations closest to it (`demo_retrieval.py`),
@@ -209,11 +209,17 @@ def taskbench_demos() -> tuple[Demo, ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=1)
 def bank() -> tuple[Demo, ...]:
     """Every demonstration retrieval chooses from: hgq's own, then TaskBench's."""
     return (*DEMOS, *taskbench_demos())
 
 
+def request_text(demo: Demo) -> str:
+    """A demonstration's request without the files note the planner appends."""
+    return demo[0].split(" [files:")[0].strip()
+
+
 def bank_requests() -> frozenset[str]:
-    """The request text (without its files) of every demonstration: an evaluation skips these."""
-    return frozenset(request.split(" [files:")[0].strip() for request, _ in bank())
+    """The request text of every demonstration: an evaluation skips these."""
+    return frozenset(request_text(d) for d in bank())

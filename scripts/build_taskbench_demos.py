@@ -1,7 +1,7 @@
 """Build planner_service/data/taskbench_demos.jsonl: planner demonstrations from TaskBench's
 development split (its own requests and ground-truth plans, converted to hgq's plan format).
 
-    python scripts/build_taskbench_demos.py ../shared/data/taskbench/huggingface/dev.jsonl
+    python scripts/build_taskbench_demos.py DEV_JSONL   (TaskBench's Hugging Face dev split, hgq eval format)
 
 Only two of every three records go into the bank: the records at lines 2, 5, 8, ... (every third
 starting at the second, "fold B") are kept out, so that `hgq eval plans` on the split still scores
@@ -70,16 +70,10 @@ def _convert_node(i: int, task: str, arguments: list[Any], tasks: list[str], req
                 return None
     if any(_REF.match(v) for v in unused):
         return None  # an output the ground truth passes on has no slot here: the links would be lost
-    if task == "translation":
-        m = _TARGET.search(" ".join(unused) + " " + request)
-        target = next((v for v in unused if v.title() in _LANGUAGES), None)
-        matches = _TARGET.findall(request)
-        if matches:
-            target = matches[-1].title()
-        elif m:
-            target = m.group(1).title()
-        if target and target != "English":
-            args["target"] = target
+    if task == "translation":  # the request's last "into/to X", else a language among the extra arguments
+        named = [m.title() for m in _TARGET.findall(request)] or [v.title() for v in unused if v.title() in _LANGUAGES]
+        if named and named[-1] != "English":
+            args["target"] = named[-1]
     return {"id": i, "task": task, "dep": sorted(set(deps)) or [-1], "args": args}
 
 
