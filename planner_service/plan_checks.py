@@ -5,7 +5,9 @@ dependencies follow the data (a task depends on exactly the tasks whose output i
 reference), a `dep` on a missing task or on itself is dropped, a task reading a file the request
 neither attaches nor names is dropped, and so is a final text-to-speech or text-classification task
 that nothing in the request asks for (no word about audio, or about labels or sentiment),
-identical repeated tasks are kept once, document-question-answering with no image anywhere becomes
+identical repeated tasks are kept once (and at most MAX_SAME of one type over one input), a question-answering task with no text to read (a
+knowledge question: nothing attached, quoted or pointed at) is left to the answer stage's LLM,
+document-question-answering with no image anywhere becomes
 question-answering over its text, an arg under a wrong name fills
 the task's one empty input slot of its kind, and an input that references its own output (or a
 value of the wrong kind) is pointed at the latest earlier task producing that kind, else at the
@@ -110,6 +112,25 @@ def _dedupe(tasks: list[PlanTask]) -> list[PlanTask]:
     return [t.model_copy(update={"args": {k: point(v) for k, v in t.args.items()}}) for t in tasks if t.id not in alias]
 
 
+MAX_SAME = 4  # tasks of one type over one input; more is a small LLM looping until its budget ends
+
+
+def _runaway(tasks: list[PlanTask]) -> list[PlanTask]:
+    """Past MAX_SAME tasks of one type reading the same first input, the rest that nothing reads go
+    ("translate it into French, German and Spanish" is three; nine QA tasks over one text is a loop)."""
+    used = {r for t in tasks for v in t.args.values() if (r := _ref(v)) is not None and r != t.id}
+    seen: dict[tuple[str, str], int] = {}
+    out = []
+    for t in tasks:
+        spec = TASK_TYPES.get(t.task)
+        first = next(iter(spec.inputs), None) if spec else None
+        key = (t.task, str(t.args.get(first))) if first else (t.task, "")
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= MAX_SAME or t.id in used:
+            out.append(t)
+    return out
+
+
 def _unasked(tasks: list[PlanTask], request: str, uploads: Mapping[str, ArtifactRef] | None = None) -> set[int]:
     """Leaf tasks of a habitual type (ASKED_FOR) that nothing in the request asks for (the name of an
     attached file is no request: 'transcribe memo.wav' asks for no speech)."""
@@ -134,6 +155,30 @@ def _phantom(t: PlanTask, uploads: Mapping[str, ArtifactRef], request: str, by_k
                 and value.strip().lower() not in request.lower()):
             return True
     return False
+
+
+# Words that point at a text the user gives (or gave): a question about it is no knowledge question.
+_GIVES_TEXT = re.compile(r"\b(?:text|passage|paragraph|article|document|context|according|based on|using|"
+                         r"below|above|following|story|note|letter|e-?mail|message|script|transcript|file|"
+                         r"this|these|it|that)\b", re.I)
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def _knowledge_question(t: PlanTask, uploads: Mapping[str, ArtifactRef], request: str) -> bool:
+    """question-answering with no text to answer from: the request attaches, quotes and points at
+    no text ("who wrote Romeo and Juliet?"), and the task's context is the question itself or text
+    the LLM wrote (little of it is in the request). The answer stage's LLM answers such a question;
+    a QA model would only find a span in a context the planner invented."""
+    if t.task != "question-answering" or not request:
+        return False
+    context = t.args.get("text")
+    if (any("/" not in name for name in uploads) or _ref(context) is not None or _quoted(request)
+            or _GIVES_TEXT.search(request) or _MEDIA_NAME.search(request)
+            or (isinstance(context, str) and find_upload(context, uploads) is not None)):
+        return False
+    asked = set(_WORD.findall(str(t.args.get("question") or "").lower()))
+    given = set(_WORD.findall(str(context or "").lower())) - asked
+    return len(given & set(_WORD.findall(request.lower()))) < 6
 
 
 def _as_text_qa(t: PlanTask, uploads: Mapping[str, ArtifactRef], has_image: bool) -> PlanTask:
@@ -227,10 +272,12 @@ def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request
             by_kind.setdefault(ref.kind, []).append(name)
     # tasks reading a file nobody gave go; what referenced them is re-pointed below like any bad ref
     tasks = [t for t in tasks if not _phantom(t, uploads, request, by_kind)]
-    tasks = _dedupe(tasks)
+    tasks = _runaway(_dedupe(tasks))
     unasked = _unasked(tasks, request, uploads)
     if len(unasked) < len(tasks):  # never empties the plan: a lone task is the LLM's reading of the request
         tasks = [t for t in tasks if t.id not in unasked]
+    # a knowledge question goes, even when it was the plan's only task: the LLM answers it itself
+    tasks = [t for t in tasks if not _knowledge_question(t, uploads, request)]
     has_image = bool(by_kind.get("image")) or any(
         "image" in TASK_TYPES[t.task].produces for t in tasks if t.task in TASK_TYPES)
     tasks = [_as_text_qa(t, uploads, has_image) for t in tasks]

@@ -47,6 +47,7 @@ DEMOS: list[Demo] = [
      [_t(0, OCR, [], image="menu.jpg"), _t(1, TRANS, [0], text="<GENERATED>-0", target="Spanish")]),
     ("Hello! How are you today?", []),
     ("Thanks, that was helpful. Have a nice evening!", []),
+    ("Who painted the Mona Lisa, and roughly when?", []),  # general knowledge: the LLM answers it, no task
     ("I took a picture, holiday.jpg, and I can't tell what the animal in it is. What does it show? "
      "[files: holiday.jpg (image)]",
      [_t(0, ICLS, [], image="holiday.jpg")]),

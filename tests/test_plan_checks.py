@@ -385,3 +385,31 @@ def test_unserved_needs_by_their_words() -> None:
         ("visual-question-answering", "answer questions about what a picture shows")]
     assert unserved_needs("How many days are in a leap year?", offline, has_image=False) == []  # no picture asked about
     assert unserved_needs("What colour is the largest shape?", offline | {"visual-question-answering"}) == []
+
+
+def test_a_knowledge_question_is_left_to_the_llm_but_a_question_about_a_given_text_stays() -> None:
+    invented = {"id": 0, "task": "question-answering", "dep": [-1],
+                "args": {"text": "Romeo and Juliet is a tragedy.", "question": "Who wrote Romeo and Juliet?"}}
+    assert normalise(_tasks([invented]), {}, "who wrote romeo and juliet?") == []
+    echoed = {**invented, "args": {"text": "Which planet is the Red Planet?", "question": "Which planet?"}}
+    assert normalise(_tasks([echoed]), {}, "Which planet do people call the Red Planet?") == []
+    # a passage in the request, quoted or not, or a file: the QA task reads it
+    passage = ("When does the museum open on weekends? The city museum opens at 10 on weekdays and at 9 "
+               "on Saturdays and Sundays.")
+    given = {**invented, "args": {"text": passage.split("? ")[1], "question": "When does it open on weekends?"}}
+    assert [t.task for t in normalise(_tasks([given]), {}, passage)] == ["question-answering"]
+    quoted = {**invented, "args": {"text": "Ada founded it.", "question": "Who founded it?"}}
+    assert len(normalise(_tasks([quoted]), {}, "Who founded it? 'Ada founded it.'")) == 1
+    with_file = {**invented, "args": {"text": "The rent is due on Friday.", "question": "What is due?"}}
+    assert len(normalise(_tasks([with_file]), _upload("memo.wav", "audio"), "What is due?")) == 1
+
+
+def test_a_plan_looping_one_task_type_over_one_input_is_cut_but_a_few_stay() -> None:
+    text = "A long report about the rivers of Europe and their floods."
+    raw = [{"id": i, "task": "question-answering", "dep": [-1], "args": {"text": text, "question": f"Q{i}?"}}
+           for i in range(9)]
+    fixed = normalise(_tasks(raw), {}, f"Answer some questions about '{text}'")
+    assert [t.id for t in fixed] == [0, 1, 2, 3]
+    three = [{"id": i, "task": "translation", "dep": [-1], "args": {"text": text, "target": lang}}
+             for i, lang in enumerate(["French", "German", "Spanish"])]
+    assert len(normalise(_tasks(three), {}, f"Translate '{text}' into French, German and Spanish")) == 3
