@@ -16,7 +16,7 @@ from planner_service.plan_demos import DEMOS, Demo, bank, request_text
 
 log = logging.getLogger(__name__)
 DEFAULT_K = 4
-MAX_TASKBENCH = 2  # of the k shown, at most this many come from the TaskBench part of the bank
+MAX_TASKBENCH = 3  # of the k shown, at most this many come from the TaskBench part of the bank
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset({
     "a", "an", "and", "the", "of", "to", "in", "on", "for", "is", "it", "this", "that", "me", "my", "i", "you",
@@ -79,7 +79,7 @@ def pick_demos(request: str, available: set[str], k: int = DEFAULT_K) -> list[De
     if len(runnable) > k:
         scores = dict(zip(runnable, _scores(request, runnable), strict=True))
         ranked = sorted(runnable, key=lambda i: (-scores[i], i))
-        # at least half are hgq's own: TaskBench's conventions alone mislead plain requests
+        # at least one is hgq's own: TaskBench's conventions alone mislead plain requests
         mine = [i for i in ranked if i < own][:max(k - MAX_TASKBENCH, 0)]
         rest = [i for i in ranked if i not in mine][:k - len(mine)]
         runnable = sorted(mine + rest, key=lambda i: scores[i])

@@ -28,7 +28,8 @@ from shared.plan import GENERATED, PlanTask, ValidatedPlan, find_upload
 
 # Words that name a task type outright (high precision: a miss costs a repair round, not a wrong plan).
 CUES: list[tuple[str, re.Pattern[str], str]] = [
-    ("automatic-speech-recognition", re.compile(r"\btranscri(?:be|ption|pt)"), "to transcribe"),
+    ("automatic-speech-recognition", re.compile(r"\btranscri(?:be|ption|pt)|\bwrite (?:down|out) what\b|"
+                                                 r"\bwhat (?:is|was|'s|gets|got) (?:said|spoken)\b"), "to transcribe"),
     ("translation", re.compile(r"\btranslat(?:e|ion|ing)\b"), "to translate"),
     ("summarization", re.compile(r"\bsummar(?:y|ies|ise|ize|ised|ized|ising|izing)\b|\bgist\b|\btl;?dr\b|"
                                  r"\bcondense|\bboil (?:it |this |that )?down\b|\bin (?:one|a single) (?:line|sentence)\b"),
