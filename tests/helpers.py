@@ -52,7 +52,8 @@ def needs(expert_class: Any) -> Any:
 
 def submit_for(http: Any, seconds: float) -> tuple[list[str], Counter[int]]:
     """POST a request every 0.1 s for `seconds`: the ids accepted (202) and the refusals by status.
-    Every refusal must be a 503 with Retry-After (an outage), never a 500."""
+    Every refusal must be a 503 with Retry-After, never a 500: the outage itself, or the LLM backlog
+    that builds while the workers wait for the broker (HGQ_LLM_MAX_BACKLOG), on a slow machine."""
     accepted: list[str] = []
     refused: Counter[int] = Counter()
     end = time.monotonic() + seconds
@@ -64,7 +65,7 @@ def submit_for(http: Any, seconds: float) -> tuple[list[str], Counter[int]]:
         else:
             refused[r.status_code] += 1
             assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0, r.text
-            assert r.json()["error"]["type"] == "service_unavailable"
+            assert r.json()["error"]["type"] in {"service_unavailable", "overloaded_error"}, r.text
         i += 1
         time.sleep(0.1)
     return accepted, refused
