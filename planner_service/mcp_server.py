@@ -11,9 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import inspect
+import logging
 import time
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
@@ -28,6 +31,7 @@ from shared.settings import Settings
 
 FINAL = ("succeeded", "failed", "cancelled")
 MAX_FILE_BYTES_B64 = 4 / 3  # base64 overhead, for the size check before decoding
+log = logging.getLogger("hgq.mcp")
 
 
 class McpFile(BaseModel):
@@ -167,15 +171,121 @@ def task_tool(tools: HgqTools, task: TaskType) -> Callable[..., list[Any]]:
 
     call.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     call.__annotations__ = {p.name: p.annotation for p in params}
-    call.__name__ = task.name.replace("-", "_")
+    call.__name__ = task_tool_name(task)
     return call
 
 
+def task_tool_name(task: TaskType) -> str:
+    return task.name.replace("-", "_")
+
+
+class ServedTools:
+    """The per-task-type tools, kept in step with the live workers: a pool started after `hgq mcp`
+    adds its tools, one whose workers are gone drops them. Redis is read in a thread; the server's
+    tool table changes only on the event loop. A change is published as `tools/list_changed` to the
+    clients listening for it (`subscriptions/listen`)."""
+
+    def __init__(self, server: Any, tools: HgqTools, bus: Any):
+        self.server = server
+        self.tools = tools
+        self.bus = bus
+        self.names: set[str] = set()
+        self.legacy_clients: weakref.WeakSet[Any] = weakref.WeakSet()  # handshake-era connections seen
+
+    async def remember_session(self, ctx: Any, call_next: Any) -> Any:
+        """Middleware: a client on a handshake-era protocol (2025 and before) has no listen stream;
+        it gets `tools/list_changed` on its connection instead. `ctx.session` is a per-request proxy; the
+        connection behind it (the SDK's `Connection`, not public on the proxy) lasts as long as the client."""
+        from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            connection = getattr(ctx.session, "_connection", None)
+            if connection is not None:
+                self.legacy_clients.add(connection)
+        return await call_next(ctx)
+
+    async def notify(self) -> None:
+        from mcp.server.subscriptions import ToolsListChanged
+
+        await self.bus.publish(ToolsListChanged())
+        for connection in list(self.legacy_clients):
+            try:
+                await connection.send_tool_list_changed()
+            except Exception as exc:  # a client that went away: nothing to tell it
+                log.debug("hgq mcp: tools/list_changed not delivered (%s)", exc)
+                self.legacy_clients.discard(connection)
+
+    def apply(self, served: list[TaskType]) -> bool:
+        by_name = {task_tool_name(t): t for t in served}
+        for name in sorted(self.names - by_name.keys()):
+            self.server.remove_tool(name)
+        for name in sorted(by_name.keys() - self.names):
+            task = by_name[name]
+            self.server.add_tool(task_tool(self.tools, task), name=name, description=(
+                f"{task.description} (task type {task.name}, runs on hgq's {task.pool} workers)"))
+        changed = by_name.keys() != self.names
+        self.names = set(by_name)
+        return changed
+
+    async def refresh(self) -> bool:
+        """Read the live workers and update the tools; a Redis outage keeps the current list."""
+        import anyio
+        import redis
+
+        try:
+            served = await anyio.to_thread.run_sync(self.tools.served_task_types)
+        except redis.RedisError as exc:
+            log.warning("hgq mcp: cannot read the live workers (%s); the tool list stays as it is", exc)
+            return False
+        changed = self.apply(served)
+        if changed:
+            await self.notify()
+        return changed
+
+    async def watch(self, every_s: float) -> None:
+        import anyio
+
+        while True:
+            await anyio.sleep(every_s)
+            await self.refresh()
+
+
 def build_server(settings: Settings, tools: HgqTools | None = None) -> Any:
+    from mcp.server.lowlevel.server import NotificationOptions
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.server.subscriptions import InMemorySubscriptionBus
 
     tools = tools or HgqTools(settings)
-    server = MCPServer(name="hgq", instructions=(
+    bus = InMemorySubscriptionBus()
+    served: ServedTools  # made once the server exists; the closures below read it at run time
+
+    @contextlib.asynccontextmanager
+    async def watching(_: Any) -> AsyncIterator[dict[str, Any]]:
+        import anyio
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(served.watch, settings.mcp_tools_poll_s)
+            yield {}
+            tg.cancel_scope.cancel()
+
+    class HgqMcpServer(MCPServer):
+        """Lists and calls the task tools as the live workers stand now, not as they stood at start."""
+
+        async def list_tools(self) -> Any:
+            await served.refresh()
+            return await super().list_tools()
+
+        async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+            if name != "ask":
+                await served.refresh()
+                if name not in served.names:
+                    raise ToolError(f"no live hgq worker serves the tool {name!r} now (see `hgq status`; "
+                                    "tools/list shows what is served)")
+            return await super().call_tool(name, arguments, context)
+
+    server = HgqMcpServer(name="hgq", subscriptions=bus, lifespan=watching,
+                          middleware=[lambda ctx, call_next: served.remember_session(ctx, call_next)], instructions=(
         "hgq runs AI tasks on text, images and audio with local or hosted models. `ask` plans and runs a "
         "whole request and writes the answer; the other tools run one task each. Pass files as base64."))
 
@@ -187,7 +297,12 @@ def build_server(settings: Settings, tools: HgqTools | None = None) -> Any:
             return result_content(tools, tools.ask(request, files or []))
 
     server.add_tool(ask, name="ask")
-    for task in tools.served_task_types():
-        server.add_tool(task_tool(tools, task), name=task.name.replace("-", "_"),
-                        description=f"{task.description} (task type {task.name}, runs on hgq's {task.pool} workers)")
+    served = ServedTools(server, tools, bus)
+    # handshake-era clients learn from the capabilities that the tool list changes (2026-07-28 ones
+    # see it from the listen handler); the SDK takes these options only where a server is run
+    lowlevel = server._lowlevel_server
+    initialization = lowlevel.create_initialization_options
+    lowlevel.create_initialization_options = functools.partial(  # type: ignore[method-assign]
+        initialization, NotificationOptions(tools_changed=True))
+    served.apply(tools.served_task_types())  # at start: Redis must answer (a clear error otherwise)
     return server

@@ -153,6 +153,8 @@ class Settings(BaseSettings):
     api_sse_ping_s: float = 15.0  # keep-alive comment period
     api_chat_timeout_s: float = 600.0  # non-streaming chat completion: wait this long for the answer
     api_model_name: str = "hgq"  # the model name /v1/models lists
+    # `hgq mcp` re-reads the live workers this often and tells listening clients when its tools change
+    mcp_tools_poll_s: float = Field(5.0, gt=0)
     api_history: int = Field(200, ge=1)  # runs kept in a user's history index
     # chat content links artifacts with signed, expiring URLs that need no header (a browser <img>)
     api_public_url: str | None = None  # e.g. https://hgq.example.com behind a proxy; default: the request's own

@@ -70,7 +70,7 @@ def test_mcp_over_stdio_lists_tools_runs_a_task_with_an_image_and_asks(stack, hg
     assert len(images) == 1 and images[0].mime_type == "image/png"
     out = Image.open(io.BytesIO(base64.b64decode(images[0].data)))
     assert out.size == (96, 64)
-    assert all(r == g == b for r, g, b in out.convert("RGB").getdata())  # gray: every pixel
+    assert all(r == g == b for r, g, b in out.convert("RGB").get_flattened_data())  # gray: every pixel
 
     bad = got["bad"]
     assert bad.is_error and "base64" in bad.content[0].text
@@ -86,7 +86,7 @@ def test_mcp_over_stdio_lists_tools_runs_a_task_with_an_image_and_asks(stack, hg
     images = [c for c in with_file.content if c.type == "image"]
     assert len(images) == 1
     out = Image.open(io.BytesIO(base64.b64decode(images[0].data)))
-    assert out.size == (96, 64) and all(r == g == b for r, g, b in out.convert("RGB").getdata())
+    assert out.size == (96, 64) and all(r == g == b for r, g, b in out.convert("RGB").get_flattened_data())
 
 
 def test_mcp_over_http_needs_an_api_key(stack, hgq_env, settings) -> None:  # type: ignore[no-untyped-def]
