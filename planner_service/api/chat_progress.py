@@ -51,7 +51,9 @@ class ChatProgress:
         node = ev.get("node")
         if not isinstance(node, int):
             return None
-        task = ev.get("task") or self.tasks.get(node, "task")
+        if ev.get("task"):  # a streamed plan's early task is named in its queued event, before the plan
+            self.tasks[node] = str(ev["task"])
+        task = self.tasks.get(node, "a task")
         status = ev.get("status")
         ts = _float(ev.get("ts"))
         if status == "running":
