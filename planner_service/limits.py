@@ -11,7 +11,10 @@ from shared.catalog import TASK_TYPES
 # so the plan cannot show the gap: the request's words do).
 NEEDS: list[tuple[str, str, re.Pattern[str]]] = [
     ("text-to-image", "generate an image",
-     re.compile(r"\b(?:draw|paint|illustrate)\b|\b(?:generate|create|make|render|design)\b(?: me)?(?: an?| the| some)?"
+     # "make this picture grayscale", "draw boxes around the cars" work on a picture already given
+     re.compile(r"\b(?:draw|paint|illustrate)\b(?! (?:\w+ )?(?:box|boxes|around|bounding|outlines?|on|over)\b)|"
+                r"\b(?:generate|create|make|render|design)\b(?! (?:this|that|these|those|the|my|our|your|his|her|its|"
+                r"their|it)\b)(?: me)?(?: an?| some)?"
                 r"(?: \w+){0,3} (?:image|picture|drawing|illustration|painting|photo|logo|artwork)s?\b")),
     ("text-to-video", "make a video", re.compile(r"\b(?:generate|create|make|render|produce|turn\b.*\binto)\b(?: me)?"
                                                  r"(?: an?| the)?(?: \w+){0,3} (?:video|animation|clip of)\b|"

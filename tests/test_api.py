@@ -473,6 +473,31 @@ def test_chat_completion_with_an_image_part(api: ThreadServer, users: dict[str, 
     assert "image1.png is not used by any task" in repair["messages"][-1]["content"]
 
 
+def test_open_webuis_attached_files_block_names_the_image_and_is_not_the_request(api: ThreadServer, users: dict[str, str], fake_llm) -> None:  # type: ignore[no-untyped-def]
+    """Open WebUI 0.12 puts an <attached_files> block before the user's words: the image takes
+    the name it lists, and the block stays out of the request (and of later turns' context)."""
+    from openai import OpenAI
+
+    block = ('<attached_files>\n<file type="file" id="4b28" url="4b28" content_type="image/png" '
+             'name="my shop/sign.png"/>\n</attached_files>\n\n')
+    msg = _image_message("Turn the attached picture into a pencil sketch")
+    msg["content"].insert(0, {"type": "text", "text": block})
+    oai = OpenAI(base_url=f"{api.url}/v1", api_key=users["alice"], max_retries=0)
+    plan = [{"id": 0, "task": "image-to-image", "dep": [-1], "args": {"image": "sign.png", "style": "gray"}}]
+    res = oai.chat.completions.create(model="hgq", messages=[msg], extra_body={"hgq_plan": plan})  # type: ignore[list-item]
+    extra = res.model_extra["hgq"]  # type: ignore[index]
+    assert extra["status"] == "succeeded" and extra["artifacts"][0]["mime"] == "image/png"
+    with httpx.Client(base_url=api.url, headers=auth(users["alice"])) as c:
+        run = c.get(f"/v1/requests/{extra['request_id']}").json()
+    assert run["request"] == "Turn the attached picture into a pencil sketch"
+    # a second turn: the block of the first is not in the context the planner reads
+    oai.chat.completions.create(model="hgq", messages=[  # type: ignore[list-item]
+        msg, {"role": "assistant", "content": "Here it is."}, {"role": "user", "content": "now make it smaller"}])
+    prompt = next(c["messages"][-1]["content"] for c in reversed(fake_llm.calls("plan"))
+                  if "now make it smaller" in c["messages"][-1]["content"])  # not the repair round's
+    assert "<attached_files" not in prompt and "sign.png (image)" in prompt
+
+
 def test_chat_completion_stream(api: ThreadServer, users: dict[str, str]) -> None:
     from openai import OpenAI
 

@@ -385,6 +385,13 @@ def test_unserved_needs_by_their_words() -> None:
         ("visual-question-answering", "answer questions about what a picture shows")]
     assert unserved_needs("How many days are in a leap year?", offline, has_image=False) == []  # no picture asked about
     assert unserved_needs("What colour is the largest shape?", offline | {"visual-question-answering"}) == []
+    making = ("text-to-image", "generate an image")
+    assert unserved_needs("Could you make me a watercolour painting of a lighthouse?", offline) == [making]
+    assert unserved_needs("Draw a fox in the snow", offline) == [making]
+    assert unserved_needs("Generate some pictures of cats", offline) == [making]
+    for edit in ("Make this picture grayscale", "make the photo look like a pencil sketch",
+                 "Draw boxes around the cars in street.jpg", "make my picture black and white"):
+        assert unserved_needs(edit, offline) == [], edit  # a picture already given, edited or marked
 
 
 def test_a_knowledge_question_is_left_to_the_llm_but_a_question_about_a_given_text_stays() -> None:

@@ -157,6 +157,19 @@ async def _side_completion(svc: Service, body: ChatIn, kind: str, last: str, mod
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
+# Open WebUI lists a message's files in a block before its text; the block is not the user's words,
+# but it holds the files' own names, which the images of that message then take (in order).
+_ATTACHED = re.compile(r"<attached_files>(.*?)</attached_files>\s*", re.S | re.I)
+_ATTACHED_IMAGE = re.compile(r'<file\b[^>]*\bcontent_type="image/[^"]*"[^>]*\bname="([^"]{1,200})"', re.I)
+
+
+def _without_attached(texts: list[str]) -> tuple[list[str], list[str]]:
+    """The texts without attached-files blocks, and the image names those blocks list (made safe
+    and unique where the files are stored, as any upload's name)."""
+    names = [name for t in texts for m in _ATTACHED.finditer(t) for name in _ATTACHED_IMAGE.findall(m.group(1))]
+    return [_ATTACHED.sub("", t) for t in texts], names
+
+
 def _chat_request(body: ChatIn) -> tuple[str, list[Upload], list[tuple[str, str | None, str]]]:
     """The text (last user turn, with earlier turns as context) and the media of the conversation."""
     last_user = max((i for i, m in enumerate(body.messages) if m.role == "user"), default=-1)
@@ -167,16 +180,14 @@ def _chat_request(body: ChatIn) -> tuple[str, list[Upload], list[tuple[str, str 
     counts = {"image": 0, "audio": 0}
     turns: list[tuple[int, str, str]] = []  # (message index, role, text)
     for i, msg in enumerate(body.messages):
-        texts: list[str] = []
-        if isinstance(msg.content, str):
-            texts.append(msg.content)
-        for j, part in enumerate(msg.content if isinstance(msg.content, list) else []):
+        parts = msg.content if isinstance(msg.content, list) else []
+        texts, given_names = _without_attached(
+            [msg.content] if isinstance(msg.content, str) else [p.text for p in parts if isinstance(p, TextPart)])
+        for j, part in enumerate(parts):
             field = f"messages[{i}].content[{j}]"
-            if isinstance(part, TextPart):
-                texts.append(part.text)
-            elif isinstance(part, ImagePart):
+            if isinstance(part, ImagePart):
                 counts["image"] += 1
-                name = f"image{counts['image']}"
+                name = given_names.pop(0) if given_names else f"image{counts['image']}"
                 url = part.image_url.url
                 if url.startswith("data:"):
                     uploads.append(Upload(name=name, data=data_url_bytes(url, field + ".image_url.url"), field=field))

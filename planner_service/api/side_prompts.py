@@ -27,15 +27,30 @@ _SIDE = [
     ("title", re.compile(r"^(?:please\s+)?(?:generate|write|create)\s+a\s+(?:concise|short|brief)[^\n]{0,60}"
                          r"\btitle\b[^\n]{0,80}\bconversation", re.I)),  # LibreChat and others
 ]
+# A "### Task:" prompt over a chat history whose output format names the JSON key it wants: the
+# instructions' wording changes between UI versions (Open WebUI 0.12's follow-ups prompt names its
+# key only after 1,100 characters of guidelines), the key does not.
+_UI_TASK = re.compile(r"^#+\s*task\b", re.I)
+_OUTPUT_KEY = re.compile(r'\{\s*"(title|tags|follow_ups|queries|text|prompt)"\s*:')
+_KEY_KIND = {"title": "title", "tags": "tags", "follow_ups": "follow_ups", "queries": "queries",
+             "text": "autocomplete", "prompt": "image_prompt"}
 _HISTORY = re.compile(r"<chat_history>(.*?)</chat_history>", re.S | re.I)
 SIDE_MAX_TOKENS = 120
 SIDE_TIMEOUT_S = 30.0
 
 
 def side_prompt_kind(last_user_text: str) -> str | None:
-    """Which side prompt this is ("title", "tags", "follow_ups", "queries", "autocomplete"), or None."""
-    head = last_user_text.lstrip()[:600]
-    return next((kind for kind, pattern in _SIDE if pattern.search(head)), None)
+    """Which side prompt this is ("title", "tags", "follow_ups", "queries", "autocomplete",
+    "image_prompt"), or None."""
+    text = last_user_text.lstrip()
+    at = text.lower().find("<chat_history>")
+    instructions = text if at < 0 else text[:at]  # what the UI asks, not words the user typed in the history
+    if (kind := next((kind for kind, pattern in _SIDE if pattern.search(instructions[:600])), None)) is not None:
+        return kind
+    if at < 0 or not _UI_TASK.match(text):
+        return None
+    keys = _OUTPUT_KEY.findall(instructions)
+    return _KEY_KIND[keys[0]] if keys else None
 
 
 def _first_user_words(history: str, n: int = 6) -> str:
@@ -56,6 +71,8 @@ def fallback(kind: str, last_user_text: str) -> str:
         return json.dumps({"follow_ups": []})
     if kind == "queries":
         return json.dumps({"queries": []})
+    if kind == "image_prompt":
+        return json.dumps({"prompt": _first_user_words(history, 30)})
     return ""
 
 
