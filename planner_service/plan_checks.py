@@ -239,6 +239,22 @@ def follow_back_references(tasks: list[PlanTask], uploads: Mapping[str, Artifact
 
 
 NUMBER_PARAMS = frozenset({"top_k"})  # literal args that are whole numbers
+_SENTIMENT_WORDS = re.compile(r"^(?:the )?(?:sentiment|polarity|opinion|attitude|tone|mood|feeling)s?$", re.I)
+_EMOTIONS = "joy, sadness, anger, fear, surprise, love"
+
+
+def _candidate_labels(labels: str) -> str | None:
+    """Zero-shot classification needs two candidate labels or more. A lone dimension is not a label
+    set: "sentiment" is what the default sentiment model tells (None: no labels), "emotion" gets the
+    common emotions; a lone label X is read as "X, not X" (is it spam?)."""
+    given = [label.strip() for label in labels.split(",") if label.strip()]
+    if len(given) >= 2:
+        return labels
+    if not given or _SENTIMENT_WORDS.match(given[0]):
+        return None
+    if re.fullmatch(r"(?:the )?emotions?", given[0], re.I):
+        return _EMOTIONS
+    return f"{given[0]}, not {given[0]}"
 _SAYS_MAP = re.compile(r"\b(?:maps?|skeletons?|control (?:image|map)s?|depth image)\b", re.I)
 
 
@@ -299,6 +315,11 @@ def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request
                     args[name] = digits.group()
                 else:
                     del args[name]
+        if t.task == "text-classification" and "labels" in args:
+            if (labels := _candidate_labels(str(args["labels"]))) is None:
+                del args["labels"]
+            else:
+                args["labels"] = labels
         # an arg under a name the task does not have fills its empty input slot of the value's kind
         for name in [n for n in args if n not in spec.inputs and n not in spec.params]:
             kinds = _kind_of(args[name], by_id, uploads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from shared.artifacts import artifact_file_name
@@ -109,8 +110,24 @@ def write_answer(llm: LLM, request: str, results: list[dict[str, object]],
         {"role": "user", "content": f"Request: {request}\nResults: {json.dumps(results, ensure_ascii=False)}"},
     ]
     answer = llm.chat("respond", messages, on_delta=on_delta)
-    if limits:
-        if on_delta is not None:
-            on_delta("\n\n" + limits)
-        answer = f"{answer}\n\n{limits}"
+    for note in (failure_note(results, answer), limits):
+        if note:
+            if on_delta is not None:
+                on_delta("\n\n" + note)
+            answer = f"{answer}\n\n{note}"
     return answer
+
+
+_SAYS_FAILED = re.compile(r"\b(?:fail\w*|could(?: not|n't)|unable|not (?:be )?(?:run|done|completed)|skipped|error)\b",
+                          re.I)
+
+
+def failure_note(results: list[dict[str, object]], answer: str) -> str | None:
+    """What failed, said plainly when the written answer does not say it (a small LLM may answer
+    the failed part from its own guess): the user must not take a guess for a result."""
+    failed = [r for r in results if r.get("status") in ("failed", "skipped")]
+    if not failed or _SAYS_FAILED.search(answer):
+        return None
+    parts = [f"task {r['id']} ({r['task']}) {r['status']}" + (f": {r['reason']}" if r.get("reason") else "")
+             for r in failed]
+    return "Note: " + "; ".join(parts) + ". Anything the answer says about that part is not from a result."

@@ -282,3 +282,20 @@ def test_who_are_you_is_answered_as_hgq(client, fake_llm) -> None:  # type: igno
     fake_llm.script("plan", {"tasks": []})
     _ask(client, "who made you?")
     assert fake_llm.calls("respond")[0]["messages"][0]["content"].startswith("You are hgq")
+
+
+def test_an_answer_that_does_not_say_a_task_failed_gets_a_note_saying_it(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    """A small LLM may answer the failed part from a guess ("the sentiment is positive"): the user
+    is told plainly which task failed and why, so the guess is not taken for a result."""
+    plan = {"tasks": [{"id": 0, "task": "diag-text", "dep": [-1], "args": {"text": "hola", "name": "a"}},
+                      {"id": 1, "task": "diag-text", "dep": [-1], "args": {"text": "x", "name": "b", "fail": "permanent"}}]}
+    fake_llm.script("plan", plan)
+    fake_llm.script("respond", "The translation is hola and the sentiment is positive.")
+    view = _ask(client, "translate it and tell me its sentiment")
+    assert view.status == "failed" and view.tasks["1"].status == "failed"
+    assert view.response.startswith("The translation is hola and the sentiment is positive.")
+    assert "Note: task 1 (diag-text) failed: diagnostic permanent failure" in view.response
+    # an answer that already says so gets no note
+    fake_llm.script("plan", plan)
+    fake_llm.script("respond", "The translation is hola; the sentiment step failed.")
+    assert "Note:" not in _ask(client, "translate it and tell me its sentiment").response

@@ -420,3 +420,16 @@ def test_a_plan_looping_one_task_type_over_one_input_is_cut_but_a_few_stay() -> 
     three = [{"id": i, "task": "translation", "dep": [-1], "args": {"text": text, "target": lang}}
              for i, lang in enumerate(["French", "German", "Spanish"])]
     assert len(normalise(_tasks(three), {}, f"Translate '{text}' into French, German and Spanish")) == 3
+
+
+def test_a_lone_classification_label_becomes_a_label_set_or_the_sentiment_model() -> None:
+    def labels_after(labels: str) -> object:
+        plan = [{"id": 0, "task": "text-classification", "dep": [-1], "args": {"text": "the weather is lovely",
+                                                                              "labels": labels}}]
+        return normalise(_tasks(plan), {}, "what is the sentiment of 'the weather is lovely'?")[0].args.get("labels")
+
+    assert labels_after("sentiment") is None  # the sentiment model, not a one-label zero-shot that fails
+    assert labels_after(" Mood ") is None
+    assert labels_after("emotion") == "joy, sadness, anger, fear, surprise, love"
+    assert labels_after("spam") == "spam, not spam"
+    assert labels_after("sports, politics") == "sports, politics"
