@@ -28,6 +28,8 @@ TEXT_RESULTS = {
     "text2text-generation": "",
 }
 FILE_RESULTS = {"text-to-speech", "text-to-image", "image-to-image", "depth-estimation", "audio-to-audio"}
+_MADE = {"text-to-image": "picture", "image-to-image": "edited picture", "depth-estimation": "depth map",
+         "audio-to-audio": "processed audio"}
 
 # Words that ask for an explanation, a judgement or a comparison: the LLM answers those.
 _ASKS = re.compile(
@@ -84,7 +86,10 @@ def _part(node: Node, plan: ValidatedPlan, outputs: dict[int, TaskOutput]) -> st
         if node.task == "text-to-speech":
             spoken = bound_text(node.inputs["text"], outputs) if "text" in node.inputs else None
             return f"Spoken audio: {files}" + (f"\n\nIt says: {spoken}" if spoken else "")
-        return f"Made {files}" + (f" from {source}" if source else "") + "."
+        what = _MADE.get(node.task, "result")
+        style = node.params.get("style") if node.task == "image-to-image" else None
+        what = f"{what} ({style})" if style else what
+        return f"Here is the {what}" + (f" of {source}" if source else "") + f": {files}."
     return None
 
 

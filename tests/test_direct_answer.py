@@ -39,3 +39,13 @@ def test_a_politely_asked_transcript_is_answered_from_the_result() -> None:
     assert answer == "Transcript of memo.wav:\n\nMeet at noon on Friday."
     assert direct_answer("Could you transcribe memo.wav and tell me when we meet?", plan, {0: "succeeded"}, out) is None
     assert direct_answer("Could you transcribe memo.wav?", plan, {0: "failed"}, out) is None
+
+
+def test_an_edited_picture_is_named_by_what_was_done_and_to_which_file() -> None:
+    uploads = {"sign.png": ArtifactRef(id="b" * 64, mime="image/png", kind="image", size=10, name="sign.png")}
+    plan = validate_plan(parse_plan_json([{"id": 0, "task": "image-to-image", "dep": [-1],
+                                           "args": {"image": "sign.png", "style": "pencil sketch"}}]), uploads)
+    made = ArtifactRef(id="c" * 64, mime="image/png", kind="image", size=10, name="out.png")
+    answer = direct_answer("Turn sign.png into a pencil sketch", plan, {0: "succeeded"},
+                           {0: TaskOutput(artifacts=[made])})
+    assert answer is not None and answer.startswith("Here is the edited picture (pencil sketch) of sign.png: task0-")
