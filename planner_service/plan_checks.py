@@ -26,13 +26,20 @@ from shared.catalog import TASK_TYPES
 from shared.outputs import ArtifactRef
 from shared.plan import GENERATED, PlanTask, ValidatedPlan, find_upload
 
+_LANGUAGE = (r"(?:spanish|french|german|italian|portuguese|dutch|swedish|norwegian|danish|finnish|polish|czech|"
+             r"romanian|russian|ukrainian|turkish|greek|arabic|hebrew|hindi|chinese|japanese|korean|vietnamese|catalan)")
+# "is it in Spanish?" asks which language a text is in, not for a translation
+_IS_IN_LANGUAGE = re.compile(r"\b(?:is|are|was|were)\b[^.!?]{0,120}\bin " + _LANGUAGE + r"\b[^.!?]{0,20}\?")
+
 # Words that name a task type outright (high precision: a miss costs a repair round, not a wrong plan).
 CUES: list[tuple[str, re.Pattern[str], str]] = [
     ("automatic-speech-recognition", re.compile(r"\btranscri(?:be|ption|pt)|\bwrite (?:down|out) what\b|"
                                                  r"\bwhat (?:is|was|'s|gets|got) (?:said|spoken)\b"), "to transcribe"),
-    ("translation", re.compile(r"\btranslat(?:e|ion|ing)\b"), "to translate"),
+    ("translation", re.compile(r"\btranslat(?:e|ion|ing)\b|\binto (?:english|" + _LANGUAGE[3:] + r"\b|"
+                               r"\bin " + _LANGUAGE + r"\b"), "to translate"),
     ("summarization", re.compile(r"\bsummar(?:y|ies|ise|ize|ised|ized|ising|izing)\b|\bgist\b|\btl;?dr\b|"
-                                 r"\bcondense|\bboil (?:it |this |that )?down\b|\bin (?:one|a single) (?:line|sentence)\b"),
+                                 r"\bcondense|\bboil (?:it |this |that )?down\b|\bin (?:one|a single) (?:line|sentence)\b|"
+                                 r"\bshort(?:er)? version\b|\bshorten\b|\b(?:key|main) points\b|\bin a nutshell\b"),
      "for a summary"),
     ("text2text-generation", re.compile(r"\b(?:rewrite|rephrase|reword|paraphrase)\b|\bmore (?:formal|polite)\b|"
                                         r"\b(?:formal|polite|proper) (?:sentence|email|message|version|note)\b"),
@@ -379,6 +386,8 @@ def request_problems(text: str, plan: ValidatedPlan, uploads: Mapping[str, Artif
             if word == "about the people in the picture" and not any(r.kind == "image" for r in uploads.values()):
                 continue
             if task == "language-detection" and "audio-classification" in planned:  # it names the spoken language
+                continue
+            if task == "translation" and _IS_IN_LANGUAGE.search(lowered) and not re.search(r"\btranslat", lowered):
                 continue
             problems.append(f"the request asks {word} but the plan has no {task} task: add it, fed with the "
                             f"right input")

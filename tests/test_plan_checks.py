@@ -433,3 +433,18 @@ def test_a_lone_classification_label_becomes_a_label_set_or_the_sentiment_model(
     assert labels_after("emotion") == "joy, sadness, anger, fear, surprise, love"
     assert labels_after("spam") == "spam, not spam"
     assert labels_after("sports, politics") == "sports, politics"
+
+
+def test_a_language_named_as_the_goal_asks_for_a_translation_and_short_version_for_a_summary() -> None:
+    plan = validate_plan(_tasks([{"id": 0, "task": "text-generation", "args": {"text": "Good morning to you all"}}]),
+                         {}, OFFERED)
+
+    def asks(text: str) -> list[str]:
+        return [p.split(" but ")[0] for p in request_problems(text, plan, {}, OFFERED)]
+
+    assert asks("Put 'good morning to you all' into Portuguese, please") == ["the request asks to translate"]
+    assert asks("Say 'good morning to you all' in German and read it out") == [
+        "the request asks to translate", "the request asks for speech"]
+    assert asks("Is 'good morning to you all' in Spanish?") == []  # which language it is in, not a translation
+    assert asks("Continue this in English: good morning to you all") == []  # the reply's language
+    assert asks("Give me the short version of: good morning to you all") == ["the request asks for a summary"]
