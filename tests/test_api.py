@@ -496,6 +496,14 @@ def test_open_webuis_attached_files_block_names_the_image_and_is_not_the_request
     prompt = next(c["messages"][-1]["content"] for c in reversed(fake_llm.calls("plan"))
                   if "now make it smaller" in c["messages"][-1]["content"])  # not the repair round's
     assert "<attached_files" not in prompt and "sign.png (image)" in prompt
+    # the earlier answer as the UI sends it back, with hgq's signed link: the planner sees the label only
+    answer = res.choices[0].message.content or ""
+    assert "/v1/artifacts/" in answer and "sig=" in answer
+    oai.chat.completions.create(model="hgq", messages=[  # type: ignore[list-item]
+        msg, {"role": "assistant", "content": answer}, {"role": "user", "content": "and a smaller one"}])
+    prompt = next(c["messages"][-1]["content"] for c in reversed(fake_llm.calls("plan"))
+                  if "and a smaller one" in c["messages"][-1]["content"])
+    assert "/v1/artifacts/" not in prompt and "[image from task 0]" in prompt
 
 
 def test_chat_completion_stream(api: ThreadServer, users: dict[str, str]) -> None:

@@ -163,6 +163,11 @@ _ATTACHED = re.compile(r"<attached_files>(.*?)</attached_files>\s*", re.S | re.I
 _ATTACHED_IMAGE = re.compile(r'<file\b[^>]*\bcontent_type="image/[^"]*"[^>]*\bname="([^"]{1,200})"', re.I)
 
 
+# hgq's own file links in an earlier answer (signed URLs a chat UI sends back as history): the label
+# says what the file was; the URL is only a long, live link that the planner cannot use
+_OWN_FILE_LINK = re.compile(r"!?\[([^\]\n]{0,200})\]\((?:https?://[^\s)]*)?/v1/artifacts/[0-9a-f]{64}[^\s)]*\)")
+
+
 def _without_attached(texts: list[str]) -> tuple[list[str], list[str]]:
     """The texts without attached-files blocks, and the image names those blocks list (made safe
     and unique where the files are stored, as any upload's name)."""
@@ -199,6 +204,8 @@ def _chat_request(body: ChatIn) -> tuple[str, list[Upload], list[tuple[str, str 
                 uploads.append(Upload(name=f"audio{counts['audio']}.{fmt}",
                                       data=decode_b64(part.input_audio.data, field + ".input_audio.data"),
                                       field=field))
+        if msg.role == "assistant":
+            texts = [_OWN_FILE_LINK.sub(lambda m: f"[{m.group(1)}]", t) for t in texts]
         if msg.role != "tool":
             turns.append((i, msg.role, "\n".join(t for t in texts if t).strip()))
     last = next(t for i, _, t in turns if i == last_user)
