@@ -106,6 +106,36 @@ def test_thousands_of_unknown_keys_do_not_stall_other_requests(http: httpx.Clien
     assert max(health) < 2.0, health
 
 
+def test_chat_text_made_of_unclosed_tags_and_links_does_not_stall_the_api(http: httpx.Client, hostile_api: ThreadServer) -> None:
+    """Chat messages have no length limit: 20,000 unclosed `<attached_files>` tags and 20,000
+    `[a](http://` fragments took 25 s each of event-loop time with lazy regexes (every endpoint
+    stalled); the blocks and links are found in linear time now."""
+    from tests.helpers import diag
+
+    tags, links = "<attached_files>" * 20_000, "[a](http://" * 20_000
+    messages = [{"role": "user", "content": tags + " first"}, {"role": "assistant", "content": links},
+                {"role": "user", "content": [{"type": "text", "text": tags}, {"type": "text", "text": "echo hi"}]}]
+    health: list[float] = []
+
+    def probe() -> None:
+        with httpx.Client(base_url=hostile_api.url, timeout=60) as c:
+            for _ in range(5):
+                t0 = time.monotonic()
+                assert c.get("/healthz").status_code == 200
+                health.append(time.monotonic() - t0)
+                time.sleep(0.05)
+
+    prober = threading.Thread(target=probe)
+    t0 = time.monotonic()
+    prober.start()
+    r = http.post("/v1/chat/completions", json={"model": "hgq", "messages": messages,
+                                                "hgq_plan": [diag(0, [], 0.0, text="hi")]}, timeout=120)
+    took = time.monotonic() - t0
+    prober.join()
+    assert r.status_code == 200 and r.json()["hgq"]["status"] == "succeeded", r.text[:300]
+    assert took < 15 and max(health) < 2.0, (took, health)
+
+
 class _Dripper:
     """An allowed host that answers one byte per 0.5 s."""
 

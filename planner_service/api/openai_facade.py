@@ -20,6 +20,7 @@ from planner_service.api.schemas import MAX_TEXT, AudioPart, ChatIn, ChatMessage
 from planner_service.api.service import Service, User
 from planner_service.api.signed_urls import UrlSigner
 from planner_service.api.sse import SSE_HEADERS, sse_frame
+from planner_service.api.text_blocks import without_blocks
 from planner_service.api.uploads import data_url_bytes, decode_b64
 from shared.run_models import RunPublic
 
@@ -159,20 +160,29 @@ async def _side_completion(svc: Service, body: ChatIn, kind: str, last: str, mod
 
 # Open WebUI lists a message's files in a block before its text; the block is not the user's words,
 # but it holds the files' own names, which the images of that message then take (in order).
-_ATTACHED = re.compile(r"<attached_files>(.*?)</attached_files>\s*", re.S | re.I)
-_ATTACHED_IMAGE = re.compile(r'<file\b[^>]*\bcontent_type="image/[^"]*"[^>]*\bname="([^"]{1,200})"', re.I)
+_FILE_TAG = re.compile(r"<file\b[^<>]{0,2000}>", re.I)
+_IMAGE_TYPE = re.compile(r'\bcontent_type="image/', re.I)
+_NAME = re.compile(r'\bname="([^"]{1,200})"')
 
 
 # hgq's own file links in an earlier answer (signed URLs a chat UI sends back as history): the label
 # says what the file was; the URL is only a long, live link that the planner cannot use
-_OWN_FILE_LINK = re.compile(r"!?\[([^\]\n]{0,200})\]\((?:https?://[^\s)]*)?/v1/artifacts/[0-9a-f]{64}[^\s)]*\)")
+_OWN_FILE_LINK = re.compile(r"!?\[([^\]\n]{0,200})\]\((?:https?://[^\s()\[\]]{0,500})?/v1/artifacts/[0-9a-f]{64}"
+                            r"[^\s()\[\]]{0,500}\)")
 
 
 def _without_attached(texts: list[str]) -> tuple[list[str], list[str]]:
     """The texts without attached-files blocks, and the image names those blocks list (made safe
     and unique where the files are stored, as any upload's name)."""
-    names = [name for t in texts for m in _ATTACHED.finditer(t) for name in _ATTACHED_IMAGE.findall(m.group(1))]
-    return [_ATTACHED.sub("", t) for t in texts], names
+    kept: list[str] = []
+    names: list[str] = []
+    for text in texts:
+        rest, lists = without_blocks(text, "attached_files")
+        kept.append(rest)
+        for tag in (m.group(0) for inner in lists for m in _FILE_TAG.finditer(inner)):
+            if _IMAGE_TYPE.search(tag) and (name := _NAME.search(tag)):
+                names.append(name.group(1))
+    return kept, names
 
 
 def _chat_request(body: ChatIn) -> tuple[str, list[Upload], list[tuple[str, str | None, str]]]:

@@ -15,6 +15,7 @@ import re
 
 from celery import Celery
 
+from planner_service.api.text_blocks import blocks
 from shared.task_names import SIDE_TASK
 
 # The opening instructions of the side prompts of common chat UIs (matched on the last user message).
@@ -34,7 +35,6 @@ _UI_TASK = re.compile(r"^#+\s*task\b", re.I)
 _OUTPUT_KEY = re.compile(r'\{\s*"(title|tags|follow_ups|queries|text|prompt)"\s*:')
 _KEY_KIND = {"title": "title", "tags": "tags", "follow_ups": "follow_ups", "queries": "queries",
              "text": "autocomplete", "prompt": "image_prompt"}
-_HISTORY = re.compile(r"<chat_history>(.*?)</chat_history>", re.S | re.I)
 SIDE_MAX_TOKENS = 120
 SIDE_TIMEOUT_S = 30.0
 
@@ -61,8 +61,8 @@ def _first_user_words(history: str, n: int = 6) -> str:
 
 def fallback(kind: str, last_user_text: str) -> str:
     """An answer of the shape the UI asked for, from the conversation itself (no LLM)."""
-    m = _HISTORY.search(last_user_text)
-    history = m.group(1) if m else ""
+    found = blocks(last_user_text, "chat_history")
+    history = found[0][2] if found else ""
     if kind == "title":
         return json.dumps({"title": _first_user_words(history)})
     if kind == "tags":
