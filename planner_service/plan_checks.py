@@ -26,8 +26,9 @@ from shared.catalog import TASK_TYPES
 from shared.outputs import ArtifactRef
 from shared.plan import GENERATED, PlanTask, ValidatedPlan, find_upload
 
-_LANGUAGE = (r"(?:spanish|french|german|italian|portuguese|dutch|swedish|norwegian|danish|finnish|polish|czech|"
-             r"romanian|russian|ukrainian|turkish|greek|arabic|hebrew|hindi|chinese|japanese|korean|vietnamese|catalan)")
+_LANGUAGES = ("spanish|french|german|italian|portuguese|dutch|swedish|norwegian|danish|finnish|polish|czech|"
+              "romanian|russian|ukrainian|turkish|greek|arabic|hebrew|hindi|chinese|japanese|korean|vietnamese|catalan")
+_LANGUAGE = f"(?:{_LANGUAGES})"  # "in English" is a reply's language, "into English" a translation
 # "is it in Spanish?" asks which language a text is in, not for a translation
 _IS_IN_LANGUAGE = re.compile(r"\b(?:is|are|was|were)\b[^.!?]{0,120}\bin " + _LANGUAGE + r"\b[^.!?]{0,20}\?")
 
@@ -35,7 +36,7 @@ _IS_IN_LANGUAGE = re.compile(r"\b(?:is|are|was|were)\b[^.!?]{0,120}\bin " + _LAN
 CUES: list[tuple[str, re.Pattern[str], str]] = [
     ("automatic-speech-recognition", re.compile(r"\btranscri(?:be|ption|pt)|\bwrite (?:down|out) what\b|"
                                                  r"\bwhat (?:is|was|'s|gets|got) (?:said|spoken)\b"), "to transcribe"),
-    ("translation", re.compile(r"\btranslat(?:e|ion|ing)\b|\binto (?:english|" + _LANGUAGE[3:] + r"\b|"
+    ("translation", re.compile(r"\btranslat(?:e|ion|ing)\b|\binto (?:english|" + _LANGUAGES + r")\b|"
                                r"\bin " + _LANGUAGE + r"\b"), "to translate"),
     ("summarization", re.compile(r"\bsummar(?:y|ies|ise|ize|ised|ized|ising|izing)\b|\bgist\b|\btl;?dr\b|"
                                  r"\bcondense|\bboil (?:it |this |that )?down\b|\bin (?:one|a single) (?:line|sentence)\b|"
@@ -246,6 +247,7 @@ def follow_back_references(tasks: list[PlanTask], uploads: Mapping[str, Artifact
 
 
 NUMBER_PARAMS = frozenset({"top_k"})  # literal args that are whole numbers
+_SAYS_MAP = re.compile(r"\b(?:maps?|skeletons?|control (?:image|map)s?|depth image)\b", re.I)
 _SENTIMENT_WORDS = re.compile(r"^(?:the )?(?:sentiment|polarity|opinion|attitude|tone|mood|feeling)s?$", re.I)
 _EMOTIONS = "joy, sadness, anger, fear, surprise, love"
 
@@ -262,7 +264,6 @@ def _candidate_labels(labels: str) -> str | None:
     if re.fullmatch(r"(?:the )?emotions?", given[0], re.I):
         return _EMOTIONS
     return f"{given[0]}, not {given[0]}"
-_SAYS_MAP = re.compile(r"\b(?:maps?|skeletons?|control (?:image|map)s?|depth image)\b", re.I)
 
 
 def control_maps_first(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request: str,

@@ -153,13 +153,13 @@ class Settings(BaseSettings):
     api_sse_ping_s: float = 15.0  # keep-alive comment period
     api_chat_timeout_s: float = 600.0  # non-streaming chat completion: wait this long for the answer
     api_model_name: str = "hgq"  # the model name /v1/models lists
-    # `hgq mcp` re-reads the live workers this often and tells listening clients when its tools change
-    mcp_tools_poll_s: float = Field(5.0, gt=0)
     api_history: int = Field(200, ge=1)  # runs kept in a user's history index
     # chat content links artifacts with signed, expiring URLs that need no header (a browser <img>)
     api_public_url: str | None = None  # e.g. https://hgq.example.com behind a proxy; default: the request's own
     api_url_secret: SecretStr | None = None  # HMAC key of those URLs; unset: one random key kept in Redis
     api_artifact_url_ttl_s: int = Field(24 * 3600, ge=60)  # how long a signed artifact URL works
+    # `hgq mcp` re-reads the live workers this often and tells listening clients when its tools change
+    mcp_tools_poll_s: float = Field(5.0, gt=0)
     # client side: `hgq ask` goes through this API when a URL is set
     api_url: str | None = None  # HGQ_API_URL, e.g. http://127.0.0.1:8000
     api_key: str | None = None  # HGQ_API_KEY
