@@ -2,20 +2,25 @@
 
 LLMCompiler's idea, on hgq's DAG: the plan's JSON is parsed as it streams (`TaskStream`), and a
 task is published as soon as its object is complete, if it can run now and nothing later can
-change it: a root (no dependencies, no `<GENERATED>` argument), of a served task type, valid on its
-own (files exist and are of the right kind), whose model is certain without the selection call.
-The whole plan is still checked and repaired as before once it is complete; then
-`remap_onto_early` keeps each early task that the final plan contains unchanged, and gives every
-other task of the final plan an id no early task used, so a task that started early but is not
-(or no longer) in the plan is dropped (its worker discards its result) and never collides with
-the task that replaced it. A worker finishing an early task waits for the final plan before it
-records the result (workers/node_runner.py), so dependents are always wired to it.
+change it: of a served task type, valid with the tasks that started before it (files exist and are
+of the right kind), whose model is certain without the selection call, and either a root (no
+dependencies, no `<GENERATED>` argument) or a task whose dependencies all started early and have
+succeeded (checked again as later pieces arrive, so a chain's second task starts as soon as the
+first is done, not at the plan's last token). A worker finishing an early task records its result
+at once (RunStore.complete_streaming). The whole plan is still checked and repaired as before once
+it is complete; then `remap_onto_early` keeps each early task that the final plan contains
+unchanged (same type, arguments and early dependencies), and gives every other task of the final
+plan an id no early task used, so a task that started early but is not (or no longer) in the plan
+is dropped (its output discarded) and never collides with the task that replaced it;
+RunStore.finalize_streamed wires the final plan to what the early tasks did.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,7 +30,7 @@ from planner_service.selection import rank_models
 from shared.dispatch import publish_nodes
 from shared.errors import HgqError
 from shared.outputs import ArtifactRef
-from shared.plan import Node, PlanTask, ValidatedPlan, validate_plan
+from shared.plan import GENERATED, Node, PlanTask, ValidatedPlan, validate_plan
 from shared.registry import ServedModel
 from shared.run_store import RunStore
 
@@ -82,19 +87,29 @@ class TaskStream:
         return out
 
 
-def _same_task(a: Node, b: Node) -> bool:
-    return (a.task == b.task and not a.deps and not b.deps and a.params == b.params
-            and {k: v.model_dump() for k, v in a.inputs.items()} == {k: v.model_dump() for k, v in b.inputs.items()})
+def _same_task(a: Node, b: Node, mapping: Mapping[int, int]) -> bool:
+    """Final task `a` is early task `b`: same type and parameters, and the same inputs and
+    dependencies once `a`'s are read through `mapping` (final id -> early id)."""
+    if a.task != b.task or a.params != b.params or sorted(mapping[d] for d in a.deps) != sorted(b.deps):
+        return False
+    inputs = {slot: (v.model_copy(update={"task": mapping[v.task]}) if v.type == "output" else v).model_dump()
+              for slot, v in a.inputs.items()}
+    return inputs == {slot: v.model_dump() for slot, v in b.inputs.items()}
 
 
 def remap_onto_early(plan: ValidatedPlan, early: ValidatedPlan) -> tuple[ValidatedPlan, set[int], set[int]]:
     """The final plan with ids that agree with the early tasks: (plan, early ids kept, early ids
-    dropped). A final task equal to an early one takes its id; every other task gets an id no early
-    task has, with its dependencies and `<GENERATED>-N` references renumbered to match."""
+    dropped). A final task equal to an early one (its dependencies matched first, in topological
+    order) takes its id; every other task gets an id no early task has, with its dependencies and
+    `<GENERATED>-N` references renumbered to match."""
     mapping: dict[int, int] = {}
     kept: set[int] = set()
-    for node in plan.nodes:
-        match = next((e for e in early.nodes if e.id not in kept and _same_task(node, e)), None)
+    by_id = plan.by_id()
+    for node_id in plan.topological_order():
+        node = by_id[node_id]
+        if any(d not in mapping for d in node.deps):
+            continue
+        match = next((e for e in early.nodes if e.id not in kept and _same_task(node, e, mapping)), None)
         if match is not None:
             mapping[node.id] = match.id
             kept.add(match.id)
@@ -133,23 +148,43 @@ def _renumber(value: Any, mapping: dict[int, int]) -> Any:
     return value
 
 
+def _depends_on(task: PlanTask) -> set[int]:
+    """The tasks `task` reads from: its `dep` list and its `<GENERATED>-N` arguments."""
+    deps = {d for d in task.dep if d != -1}
+    for value in task.args.values():
+        ref = GENERATED.match(value) if isinstance(value, str) else None
+        if ref and len(ref.group(1)) <= 9:
+            deps.add(int(ref.group(1)))
+    return deps
+
+
 class EarlyStarts:
     """Publishes the tasks of a streaming plan that can start before the plan is complete."""
 
+    POLL_S = 0.02  # how often the states of early tasks that others wait on are read, at most
+
     def __init__(self, app: Celery, run: RunStore, request: str, uploads: Mapping[str, ArtifactRef],
                  available: set[str], served: dict[str, list[ServedModel]], max_fallbacks: int,
-                 already: ValidatedPlan | None = None, routes: Mapping[str, str] | None = None):
-        self.app, self.run, self.request = app, run, request
+                 already: ValidatedPlan | None = None, routes: Mapping[str, str] | None = None,
+                 skip: Callable[[Node], bool] = lambda node: False):
+        self.app, self.run, self.request, self.skip = app, run, request, skip
         self.uploads, self.available, self.served, self.max_fallbacks = uploads, available, served, max_fallbacks
         self.routes = dict(routes or {})
         self.plan = already if already is not None else ValidatedPlan(nodes=[], routes=self.routes)
         self.reasons: dict[int, str] = {}
         self.stream = TaskStream()
+        self._tasks: dict[int, PlanTask] = {n.id: PlanTask(id=n.id, task=n.task, dep=n.deps or [-1], args=n.args)
+                                            for n in self.plan.nodes}
+        self._waiting: list[PlanTask] = []  # complete tasks whose early dependencies have not finished yet
+        self._polled = 0.0
 
     def on_delta(self, piece: str) -> None:
-        for raw in self.stream.feed(piece):
+        steps: list[Callable[[], None]] = [functools.partial(self.offer, raw) for raw in self.stream.feed(piece)]
+        if self._waiting and time.monotonic() - self._polled >= self.POLL_S:
+            steps.append(self._poll)
+        for step in steps:
             try:
-                self.offer(raw)
+                step()
             except Exception:  # noqa: BLE001 - an early start is an optimisation, never a failure
                 log.exception("early start of a streamed task failed; it will start with the whole plan")
 
@@ -158,24 +193,46 @@ class EarlyStarts:
             task = PlanTask.model_validate(raw)
         except ValueError:
             return
-        if any(d != -1 for d in task.dep) or any(isinstance(v, str) and "<GENERATED>" in v for v in task.args.values()):
-            return
-        if task.id in self.plan.by_id():
-            return
+        deps = _depends_on(task)
+        if task.id in self._tasks or task.id in deps or not deps <= set(self._tasks):
+            return  # a dependency not (yet) started early: the task starts with the whole plan
+        if deps:
+            self._waiting.append(task)
+            self._poll()
+        else:
+            self._start(task)
+
+    def _poll(self) -> None:
+        """Start the waiting tasks whose early dependencies have all succeeded; forget those with
+        one that failed (the final plan skips them)."""
+        self._polled = time.monotonic()
+        states = self.run.node_states()
+        still: list[PlanTask] = []
+        for task in self._waiting:
+            outcome = {states.get(d) for d in _depends_on(task)}
+            if outcome == {"succeeded"}:
+                self._start(task)
+            elif not outcome & {"failed", "skipped", "cancelled"}:
+                still.append(task)
+        self._waiting = still
+
+    def _start(self, task: PlanTask) -> None:
         try:
-            single = validate_plan([task], self.uploads, self.available)
-            reasons, contested = rank_models(self.request, single, self.served, self.max_fallbacks)
+            single = validate_plan([*self._tasks.values(), task], self.uploads, self.available)
+            node = single.node(task.id)  # (rank_models sets its model)
+            reasons, contested = rank_models(self.request, ValidatedPlan(nodes=[node]), self.served,
+                                             self.max_fallbacks)
         except HgqError:
             return
-        if contested or self.run.is_cancelled():
+        if contested or self.skip(node) or self.run.is_cancelled():
             return
-        node = single.nodes[0]
         grown = ValidatedPlan(nodes=[*self.plan.nodes, node], routes=self.routes)
         self.run.start_early(grown, node.id)
         publish_nodes(self.app, self.run.run_id, grown, [node.id])
         # counted as early only once it is surely on its way: one that failed to start or to be
         # published is an ordinary task of the final plan (its state is then written and it is published)
         self.plan = grown
+        self._tasks[task.id] = task
         self.reasons[node.id] = reasons[node.id]
 
 

@@ -13,9 +13,10 @@ from planner_service.limits import limits_text, unserved_needs
 from planner_service.plan_stream import EarlyStarts, remap_onto_early
 from planner_service.planning import plan_request
 from planner_service.responding import describe_results, fallback_answer, write_answer
+from planner_service.reuse import earlier_texts, is_reused, reuse_earlier_texts, texts_of_run
 from planner_service.selection import choose_with_llm, rank_models
 from shared.artifacts import artifact_file_name
-from shared.conversation import ConversationStore, Turn
+from shared.conversation import ConversationStore, EarlierText, Turn
 from shared.dispatch import publish_nodes, publish_respond
 from shared.errors import HgqError, LLMCancelled, LLMError, PlanError
 from shared.llm_backlog import LLMBacklog
@@ -93,17 +94,19 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
             raise HgqError(f"conversation {request.conversation_id} belongs to another user")
         uploads = {**(conv.files() if conv else {}), **request.uploads}
         llm = _llm(run) if request.plan is None or _needs_llm(request.plan, served) else None
+        turns = conv.turns() if conv and request.plan is None else []
+        earlier = earlier_texts(turns)  # what earlier turns read out of their files
         early = EarlyStarts(app, run, request.text, uploads, available, served, settings.max_fallbacks,
-                            existing if streamed else None, routes)
+                            existing if streamed else None, routes, skip=lambda node: is_reused(node, earlier))
         if request.plan is not None:
             plan = validate_plan(request.plan, uploads, available)
         else:
             assert llm is not None
-            turns = conv.turns() if conv else []
             history = conv.history(settings.conversation_max_tokens, turns) if conv else None
             plan = plan_request(llm, request.text, uploads, available, history,
                                 on_delta=early.on_delta if settings.stream_plan else None,
                                 latest_files=latest_files(turns, request.uploads))
+            plan = reuse_earlier_texts(plan, earlier, request.text)
         reasons, contested = rank_models(request.text, plan, served, settings.max_fallbacks)
     except LLMCancelled:
         run.finish("cancelled", "The request was cancelled while it was being planned.")
@@ -116,10 +119,12 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
                              answer=limits_text(needs) if needs else None)
         return {"status": "failed", "error": str(exc)}
     plan.routes = routes
+    complete = False
     if early.plan.nodes:  # tasks that started while the plan streamed keep their ids
         plan, kept, dropped = remap_onto_early(plan, early.plan)
         reasons, contested = rank_models(request.text, plan, served, settings.max_fallbacks)
-        ready = run.finalize_streamed(plan, reasons, kept, dropped)
+        step = run.finalize_streamed(plan, reasons, kept, dropped)
+        ready, complete = step.ready, step.finalize  # (every task may have run while the plan streamed)
     else:
         ready = run.init_dag(plan, reasons)
     # A task whose model is certain starts now; the LLM chooses among close candidates meanwhile
@@ -129,7 +134,7 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
         reasons.update(choose_with_llm(llm, request.text, plan, contested))
         run.update_selection(plan, reasons)
     publish_nodes(app, run_id, plan, [n for n in ready if n in contested])
-    if not plan.nodes:
+    if not plan.nodes or complete:
         publish_respond(app, run_id)
     return {"status": "planned", "nodes": len(plan.nodes)}
 
@@ -187,14 +192,15 @@ def run_respond_stage(app: Celery, run_id: str) -> dict[str, Any]:
     if problems and error is None:
         error = f"tasks {sorted(problems)} did not succeed"
     if run.finish(status, answer, error) and conv is not None:
-        conv.add_turn(_turn(run_id, request, answer, run))
+        conv.add_turn(_turn(run_id, request, answer, run, texts_of_run(plan, states, run.outputs())))
     return {"status": status, **({"error": error} if error else {})}
 
 
-def _turn(run_id: str, request: RequestCreate, answer: str, run: RunStore) -> Turn:
-    """The turn as later turns see it: every upload, and every generated file by its name."""
+def _turn(run_id: str, request: RequestCreate, answer: str, run: RunStore, texts: list[EarlierText]) -> Turn:
+    """The turn as later turns see it: every upload, every generated file by its name, and what
+    its reading tasks read out of files."""
     files = {name: ref for name, ref in request.uploads.items() if "/" not in name}
     for node_id, out in run.outputs().items():
         for ref in out.artifacts:
             files[artifact_file_name(node_id, ref)] = ref
-    return Turn(run_id=run_id, user=request.user, request=request.text, answer=answer, files=files)
+    return Turn(run_id=run_id, user=request.user, request=request.text, answer=answer, files=files, texts=texts)

@@ -14,12 +14,21 @@ from shared.keys import conversation_files_key, conversation_key
 from shared.outputs import ArtifactRef
 
 
+class EarlierText(BaseModel):
+    """What a reading task (speech to text, text in an image) got out of a file in a turn."""
+
+    task: str
+    file: str  # the file's content hash (ArtifactRef.id)
+    text: str
+
+
 class Turn(BaseModel):
     run_id: str
     user: str
     request: str
     answer: str
     files: dict[str, ArtifactRef] = Field(default_factory=dict)  # name -> file (uploads and generated)
+    texts: list[EarlierText] = Field(default_factory=list)  # reused by later turns (planner_service/reuse.py)
 
 
 def approx_tokens(text: str) -> int:

@@ -46,7 +46,11 @@ return 0
 
 # KEYS: state, meta, waiting, events, lease
 # ARGV: node, outcome, successors_json, descendants_json, ts, event_json_extra
+# While the plan streams (meta.streaming = 1) a node's successors are not all known yet: its outcome
+# is recorded by COMPLETE_STREAMING, and this does nothing (a replayed delivery must not finalize
+# a run whose plan is still partial).
 COMPLETE = """
+if redis.call('HGET', KEYS[2], 'streaming') == '1' then return {0, '[]'} end
 local node = ARGV[1]
 local outcome = ARGV[2]
 local succ = cjson.decode(ARGV[3])
@@ -92,6 +96,29 @@ end
 local finalize = 0
 if left <= 0 and redis.call('HEXISTS', KEYS[2], 'response') == 0 then finalize = 1 end
 return {finalize, cjson.encode(ready)}
+"""
+
+# KEYS: state, meta, events, lease, outputs, info
+# ARGV: node, outcome, ts, event_json_extra, output_json ('' for none), info_json ('' for none)
+# A node that started while its plan streams, finishing before the whole plan is written: its output,
+# info and outcome are recorded at once and nothing is handed on (RunStore.finalize_streamed wires
+# the final plan to it). 'final' when the whole plan is written by now (record it against that plan,
+# with COMPLETE), 'ended' when the run ended first (a failed plan), 'held' when recorded here.
+COMPLETE_STREAMING = """
+if redis.call('HGET', KEYS[2], 'streaming') ~= '1' then return 'final' end
+if redis.call('HEXISTS', KEYS[2], 'response') == 1 then return 'ended' end
+local st = redis.call('HGET', KEYS[1], ARGV[1])
+local terminal = {succeeded=true, failed=true, skipped=true, cancelled=true}
+if st and not terminal[st] then
+  if ARGV[5] ~= '' then redis.call('HSETNX', KEYS[5], ARGV[1], ARGV[5]) end
+  if ARGV[6] ~= '' then redis.call('HSET', KEYS[6], ARGV[1], ARGV[6]) end
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  local ev = cjson.decode(ARGV[4])
+  ev['type'] = 'task'; ev['node'] = tonumber(ARGV[1]); ev['status'] = ARGV[2]; ev['ts'] = ARGV[3]
+  redis.call('XADD', KEYS[3], '*', 'data', cjson.encode(ev))
+end
+redis.call('DEL', KEYS[4])
+return 'held'
 """
 
 # KEYS: state, meta, events   ARGV: ts

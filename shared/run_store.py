@@ -48,6 +48,7 @@ class RunStore:
         self._cancel = client.register_script(dag_lua.CANCEL)
         self._renew = client.register_script(dag_lua.RENEW)
         self._release = client.register_script(dag_lua.RELEASE)
+        self._complete_streaming = client.register_script(dag_lua.COMPLETE_STREAMING)
 
     # --- creation -------------------------------------------------------------------------
     def create(self, request: RequestCreate) -> bool:
@@ -100,8 +101,9 @@ class RunStore:
 
     # --- a plan that streams (planner_service/plan_stream.py) -----------------------------------
     def start_early(self, early: ValidatedPlan, node: int) -> None:
-        """A root task published while the plan still streams: the plan so far holds only the early
-        tasks (`streaming` = 1 until the whole plan is written); this one is queued."""
+        """A task published while the plan still streams (a root, or a task whose dependencies all
+        started early and succeeded): the plan so far holds only the early tasks (`streaming` = 1
+        until the whole plan is written); this one is queued."""
         now = time.time()
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.k.meta, mapping={"plan": early.model_dump_json(), "streaming": "1"})
@@ -116,34 +118,75 @@ class RunStore:
     def streaming(self) -> bool:
         return self.r.hget(self.k.meta, "streaming") == "1"
 
+    def complete_streaming(self, node: int, outcome: str, extra: dict[str, Any] | None = None,
+                           output: TaskOutput | None = None, info: NodeInfo | None = None) -> str:
+        """Record an early task's outcome (and output, info) while its plan still streams: 'held'
+        (recorded; the final plan is wired to it when written), 'final' (the whole plan is written:
+        nothing was recorded, use `complete` with that plan) or 'ended' (the run ended first)."""
+        return str(self._complete_streaming(
+            keys=[self.k.state, self.k.meta, self.k.events, self.k.lease(node), self.k.outputs, self.k.info],
+            args=[node, outcome, repr(time.time()), json.dumps(extra or {}),
+                  output.model_dump_json() if output is not None else "",
+                  info.model_dump_json() if info is not None else ""]))
+
     def finalize_streamed(self, plan: ValidatedPlan, selection: dict[int, str], early: set[int],
-                          dropped: set[int]) -> list[int]:
-        """Write the whole plan of a run whose first tasks started while it streamed (`early`, still
-        queued or running: their workers record results only after this). Early tasks the plan no
-        longer has are cancelled. Returns the roots to publish now."""
+                          dropped: set[int]) -> Transition:
+        """Write the whole plan of a run whose first tasks started while it streamed (`early`). An
+        early task may have finished meanwhile (COMPLETE_STREAMING): a task of the final plan waits
+        only for dependencies that have not succeeded, the dependents of a failed one are skipped,
+        and early tasks the plan no longer has are cancelled (their outputs discarded). Atomic
+        against those finishes (WATCH on the node states: a finish in between makes it read again).
+        Returns the tasks to publish now, and whether the run is already complete."""
+        while True:
+            with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(self.k.state)
+                    states = {int(n): s for n, s in pipe.hgetall(self.k.state).items()}
+                    pipe.multi()
+                    step = self._write_final_plan(pipe, plan, selection, early, dropped, states)
+                    pipe.execute()
+                    return step
+                except redis.WatchError:
+                    continue
+
+    def _write_final_plan(self, pipe: Any, plan: ValidatedPlan, selection: dict[int, str], early: set[int],
+                          dropped: set[int], states: dict[int, str]) -> Transition:
         now = time.time()
-        roots = [n for n in plan.roots() if n not in early]
-        pipe = self.r.pipeline(transaction=True)
+        done = {n for n in early if states.get(n) == "succeeded"}
+        skipped: dict[int, str] = {}  # node -> why: the early dependency that did not succeed
+        for n in sorted(early):
+            if states.get(n) in TERMINAL_NODE and n not in done:
+                for d in plan.descendants(n):
+                    skipped.setdefault(d, f"dependency task {n} {states[n]}")
         new = [n for n in plan.nodes if n.id not in early]
+        waiting = {n.id: sum(d not in done for d in n.deps) for n in new if n.id not in skipped}
+        ready = [n for n, w in waiting.items() if w == 0]
         if new:
-            pipe.hset(self.k.state, mapping={str(n.id): ("queued" if n.id in roots else "pending") for n in new})
-            pipe.hset(self.k.waiting, mapping={str(n.id): len(n.deps) for n in new})
+            pipe.hset(self.k.state, mapping={str(n.id): ("skipped" if n.id in skipped else
+                                                         "queued" if waiting[n.id] == 0 else "pending") for n in new})
+        if waiting:
+            pipe.hset(self.k.waiting, mapping={str(n): w for n, w in waiting.items()})
         for node in dropped:
             pipe.hset(self.k.state, str(node), "cancelled")
+        if dropped:
+            pipe.hdel(self.k.outputs, *[str(n) for n in dropped])
+        left = sum(1 for n in plan.nodes if n.id not in skipped and states.get(n.id) not in TERMINAL_NODE)
         pipe.hset(self.k.meta, mapping={
-            "plan": plan.model_dump_json(), "left": len(plan.nodes), "status": "running", "streaming": "0",
+            "plan": plan.model_dump_json(), "left": left, "status": "running", "streaming": "0",
             "planned_at": repr(now), "selection": json.dumps({str(k): v for k, v in selection.items()})})
         pipe.xadd(self.k.events, {"data": json.dumps({"type": "planned", "ts": now,
                                                       "plan": [n.public() for n in plan.nodes]})})
-        for n in roots:
+        for n in ready:
             pipe.xadd(self.k.events, {"data": json.dumps({"type": "task", "node": n, "status": "queued", "ts": now})})
+        for n, why in sorted(skipped.items()):
+            pipe.xadd(self.k.events, {"data": json.dumps({"type": "task", "node": n, "status": "skipped", "ts": now,
+                                                          "error": why})})
         for n in dropped:
             pipe.xadd(self.k.events, {"data": json.dumps({"type": "task", "node": n, "status": "cancelled", "ts": now,
                                                           "error": "started early, then left out of the final plan"})})
         for key in self.k.all():
             pipe.expire(key, self.ttl_s)
-        pipe.execute()
-        return roots
+        return Transition(ready=ready, finalize=left == 0)
 
     def update_selection(self, plan: ValidatedPlan, selection: dict[int, str]) -> None:
         """The models chosen after the DAG was written (the LLM's choice among close candidates)."""

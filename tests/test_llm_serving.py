@@ -220,6 +220,45 @@ def test_a_streamed_plan_starts_its_root_task_before_the_plan_ends(client, fake_
     planned = _planned_at(settings, view.request_id)
     assert started is not None and started < planned - 1.0, (started - t0, planned - t0)
     assert [t["id"] for t in view.plan] == [0, 1, 2] and view.tasks["2"].status == "succeeded"
+    # the chain's second task starts as soon as the first is done, while the plan still streams
+    second, first_done = view.tasks["1"].started_at, view.tasks["0"].finished_at
+    assert second is not None and first_done is not None and first_done <= second < planned - 0.5, \
+        (first_done - t0, second - t0, planned - t0)
+    assert view.tasks["1"].output.text == "n1(n0(first))" and view.tasks["2"].output.text == "n2(n1(n0(first)))"
+
+
+def test_a_streamed_plan_whose_early_task_fails_skips_its_dependents_and_says_why(client, fake_llm, settings) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import diag
+
+    plan = {"tasks": [diag(0, [], 0.0, fail="permanent"), diag(1, [0], 0.0, text="<GENERATED>-0"),
+                      diag(2, [], 0.0, text="independent", key=" ".join(["padding"] * 30))]}
+    fake_llm.script("plan", plan)
+    fake_llm.latency["plan"] = (0.2, 0.03)
+    view = wait_final(client, client.submit(RequestCreate(text="do the failing diagnostic chain")), timeout_s=60)
+    assert view.status == "failed"
+    planned = _planned_at(settings, view.request_id)
+    assert (view.tasks["0"].finished_at or planned) < planned, "the root failed while the plan streamed"
+    assert view.tasks["0"].status == "failed" and "permanent failure" in (view.tasks["0"].error or "")
+    assert view.tasks["1"].status == "skipped" and view.tasks["2"].status == "succeeded"
+    from shared.run_store import RunStore
+
+    events = RunStore(text_redis(settings.redis_url), settings.key_prefix, view.request_id, 60).events()
+    skipped = [e for e in events if e.type == "task" and e.data.get("node") == 1 and e.data["status"] == "skipped"]
+    assert [e.data.get("error") for e in skipped] == ["dependency task 0 failed"]
+
+
+def test_a_plan_whose_every_task_ran_while_it_streamed_still_gets_its_answer(client, fake_llm, settings) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from tests.helpers import diag
+
+    # a model that pads its answer: the task's object is complete 40 chunks (1.2 s) before the stream ends
+    fake_llm.script("plan", json.dumps({"tasks": [diag(0, [], 0.0, text="quick")]}) + " " * 40)
+    fake_llm.latency["plan"] = (0.2, 0.03)
+    view = wait_final(client, client.submit(RequestCreate(text="the quick diagnostic")), timeout_s=60)
+    assert view.status == "succeeded", view.error
+    assert (view.tasks["0"].finished_at or 1e12) < _planned_at(settings, view.request_id)
+    assert view.tasks["0"].output.text == "n0(quick)" and view.response
 
 
 def test_an_invalid_streamed_plan_drops_what_started_and_repairs(client, fake_llm, settings) -> None:  # type: ignore[no-untyped-def]

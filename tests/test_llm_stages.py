@@ -178,6 +178,32 @@ def test_multi_turn_refers_to_an_earlier_generated_image(client, fake_llm) -> No
     assert "now invert that image" in " ".join(m["content"] for m in fake_llm.calls("respond")[-1]["messages"])
 
 
+def test_a_later_turn_reuses_the_text_an_earlier_turn_read_from_a_file(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    import uuid
+    from pathlib import Path
+
+    conv = uuid.uuid4().hex[:12]
+    sign = Path(__file__).resolve().parent.parent / "examples" / "sign.png"
+    ocr = {"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "sign.png"}}
+    ocr_then_summary = {"tasks": [ocr, {"id": 1, "task": "summarization", "dep": [0], "args": {"text": "<GENERATED>-0"}}]}
+    fake_llm.script("plan", {"tasks": [ocr]})
+    first = wait_final(client, client.submit(RequestCreate(text="what does sign.png say?", conversation_id=conv,
+                                                           uploads=client.uploads_for([sign]))))
+    assert first.status == "succeeded", first.error
+    read = first.tasks["0"].output.text
+    assert read.strip()
+    # the 1.5B planner's habit: the OCR again in the follow-up; the text read in the first turn is used
+    fake_llm.script("plan", ocr_then_summary)
+    second = wait_final(client, client.submit(RequestCreate(text="now shorten that to one line", conversation_id=conv)))
+    assert second.status == "succeeded", second.error
+    assert [t["task"] for t in second.plan] == ["summarization"] and second.plan[0]["args"]["text"] == read
+    assert second.tasks[str(second.plan[0]["id"])].output.text
+    # asked to read it again, it is read again
+    fake_llm.script("plan", ocr_then_summary)
+    third = wait_final(client, client.submit(RequestCreate(text="read sign.png again and sum it up", conversation_id=conv)))
+    assert [t["task"] for t in third.plan] == ["image-to-text", "summarization"]
+
+
 def test_history_is_trimmed_oldest_first() -> None:
     from shared.conversation import ConversationStore, Turn
 

@@ -171,17 +171,10 @@ def execute_node(task: Task, run_id: str, node_id: int) -> dict[str, Any]:
         current_run.reset(ctx_token)
 
     info = _attempted(now.info, now.started, None, "succeeded") if now.info.model_attempts else now.info
-    try:
-        final = _final_plan(run, plan, node_id, settings)
-    except PlanNotWritten:
-        run.release(node_id, token)
-        raise task.retry(countdown=1.0, max_retries=None) from None
-    if final is None:
+    info = info.model_copy(update={"finished_at": time.time()})
+    if not _record(task, run, plan, node_id, "succeeded", info, output=output):
         run.release(node_id, token)
         return {"status": "dropped"}
-    plan = final
-    run.write_output(node_id, output, info.model_copy(update={"finished_at": time.time()}))
-    follow_transition(task.app, run_id, plan, run.complete(plan, node_id, "succeeded"))
     return {"status": "succeeded"}
 
 
@@ -260,41 +253,40 @@ def _run_expert(node: Node, model: str | None, run: RunStore, settings: Settings
 
 def _fail(task: Task, run: RunStore, plan: ValidatedPlan, node: Node, error: str,
           info: NodeInfo | None = None) -> dict[str, Any]:
-    info = info or run.info(node.id)
-    try:
-        final = _final_plan(run, plan, node.id, get_settings())
-    except PlanNotWritten:
-        raise task.retry(countdown=1.0, max_retries=None) from None
-    if final is None:
+    info = (info or run.info(node.id)).model_copy(update={"finished_at": time.time(), "error": error})
+    if not _record(task, run, plan, node.id, "failed", info, extra={"error": error}):
         return {"status": "dropped"}
-    run.set_info(node.id, info.model_copy(update={"finished_at": time.time(), "error": error}))
-    follow_transition(task.app, run.run_id, final, run.complete(final, node.id, "failed", {"error": error}))
     return {"status": "failed", "error": error}
 
 
-def _final_plan(run: RunStore, plan: ValidatedPlan, node_id: int, settings: Settings) -> ValidatedPlan | None:
-    """The plan to record a result against. A task that started while its plan still streamed
-    waits (polling, within the plan stage's deadline) until the whole plan is written, so its
-    dependents are wired to it; None when the run ended first or the final plan left it out."""
+def _record(task: Task, run: RunStore, plan: ValidatedPlan, node_id: int, outcome: str, info: NodeInfo,
+            output: TaskOutput | None = None, extra: dict[str, Any] | None = None) -> bool:
+    """Record a node's outcome (with its output and info) and hand on to its successors; False when
+    the node is no longer part of the run (the run ended first, or the final plan left it out).
+
+    A task that started while its plan still streams is recorded at once (COMPLETE_STREAMING), and
+    the final plan, when written, is wired to its outcome (RunStore.finalize_streamed): a dependent
+    can then start before the plan's last token. Once the whole plan is written, the outcome is
+    recorded against it, not against the partial plan this worker may hold."""
     streaming, response = run.r.hmget(run.k.meta, "streaming", "response")
-    if streaming is None:  # the plan was whole before any task started
-        return plan
-    deadline = time.monotonic() + settings.stage_timeout_s("plan") + 30
-    try:
-        while time.monotonic() < deadline:
-            if response is not None:
-                return None
-            if streaming != "1":  # the plan in hand may be the partial one: read the whole plan
-                _plans.pop(run.run_id, None)
-                final = _load_plan(run, node_id)
-                return final if final is not None and node_id in final.by_id() else None
-            time.sleep(0.01)  # a finished early task waits here: the plan's last tokens are its only delay
-            streaming, response = run.r.hmget(run.k.meta, "streaming", "response")
-    except SoftTimeLimitExceeded:
-        pass
-    raise PlanNotWritten(f"the plan of run {run.run_id} was still not written when task {node_id} finished")
-
-
-class PlanNotWritten(Exception):
-    """An early task's plan was not complete within the plan deadline (a re-planned or slow plan
-    stage): the task is delivered again later, never dropped while it may still be in the plan."""
+    if streaming == "1" and response is None:
+        held = run.complete_streaming(node_id, outcome, extra, output, info)
+        if held == "held":
+            return True
+        if held == "ended":
+            return False
+        streaming = "0"
+    if streaming is not None:  # the plan streamed: the one in hand may be partial
+        if response is not None:
+            return False
+        _plans.pop(run.run_id, None)
+        final = _load_plan(run, node_id)
+        if final is None or node_id not in final.by_id():
+            return False
+        plan = final
+    if output is not None:
+        run.write_output(node_id, output, info)
+    else:
+        run.set_info(node_id, info)
+    follow_transition(task.app, run.run_id, plan, run.complete(plan, node_id, outcome, extra))
+    return True
