@@ -10,6 +10,7 @@ mid-request loses nothing. Planning and execution happen on the queues, never in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,6 +33,8 @@ from shared.errors import HgqError, RunNotFound
 from shared.settings import Settings, get_settings
 from shared.version import VERSION
 
+log = logging.getLogger(__name__)
+
 
 def create_api(settings: Settings | None = None, api_settings: Settings | None = None,
                client: HgqClient | None = None) -> FastAPI:
@@ -42,6 +45,10 @@ def create_api(settings: Settings | None = None, api_settings: Settings | None =
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = 128
+        try:
+            await anyio.to_thread.run_sync(svc.warm, 16)
+        except Exception as exc:  # noqa: BLE001 - Redis may be down at start: the API starts anyway
+            log.warning("could not open connections ahead of requests: %s", exc)
         yield
         if svc.aredis is not None:
             await svc.aredis.aclose()

@@ -135,14 +135,13 @@ def register(app: FastAPI, svc: Service) -> None:
         async def stream() -> AsyncIterator[str]:
             yield "retry: 2000\n\n"
             idle_since = time.monotonic()
-            async for item in svc.events(request_id, last, request):
-                if item is None:
+            async for batch in svc.event_batches(request_id, last, request):
+                if not batch:
                     if time.monotonic() - idle_since >= api_settings.api_sse_ping_s:
                         idle_since = time.monotonic()
                         yield ": ping\n\n"
                     continue
-                eid, data = item
                 idle_since = time.monotonic()
-                yield sse_frame(data, event=str(data.get("type", "message")), eid=eid)
+                yield "".join(sse_frame(data, event=str(data.get("type", "message")), eid=eid) for eid, data in batch)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
