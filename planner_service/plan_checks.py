@@ -12,9 +12,8 @@ question-answering over its text, an arg under a wrong name fills
 the task's one empty input slot of its kind, and an input that references its own output (or a
 value of the wrong kind) is pointed at the latest earlier task producing that kind, else at the
 one attached file of that kind, else (text) at the passage the request quotes. A missing media
-input takes the one attached file of its kind. `request_problems` names what a valid plan still
-misses for this request (an attached file no task reads; a task type the request asks for by
-name), each as a repair message for the LLM's one repair round.
+input takes the one attached file of its kind. What a valid plan still misses for this request is
+named by planner_service/plan_cues.py.
 """
 
 from __future__ import annotations
@@ -24,40 +23,7 @@ from collections.abc import Collection, Mapping
 
 from shared.catalog import TASK_TYPES
 from shared.outputs import ArtifactRef
-from shared.plan import GENERATED, PlanTask, ValidatedPlan, find_upload
-
-_LANGUAGES = ("spanish|french|german|italian|portuguese|dutch|swedish|norwegian|danish|finnish|polish|czech|"
-              "romanian|russian|ukrainian|turkish|greek|arabic|hebrew|hindi|chinese|japanese|korean|vietnamese|catalan")
-_LANGUAGE = f"(?:{_LANGUAGES})"  # "in English" is a reply's language, "into English" a translation
-# "is it in Spanish?" asks which language a text is in, not for a translation
-_IS_IN_LANGUAGE = re.compile(r"\b(?:is|are|was|were)\b[^.!?]{0,120}\bin " + _LANGUAGE + r"\b[^.!?]{0,20}\?")
-
-# Words that name a task type outright (high precision: a miss costs a repair round, not a wrong plan).
-CUES: list[tuple[str, re.Pattern[str], str]] = [
-    ("automatic-speech-recognition", re.compile(r"\btranscri(?:be|ption|pt)|\bwrite (?:down|out) what\b|"
-                                                 r"\bwhat (?:is|was|'s|gets|got) (?:said|spoken)\b"), "to transcribe"),
-    ("translation", re.compile(r"\btranslat(?:e|ion|ing)\b|\binto (?:english|" + _LANGUAGES + r")\b|"
-                               r"\bin " + _LANGUAGE + r"\b"), "to translate"),
-    ("summarization", re.compile(r"\bsummar(?:y|ies|ise|ize|ised|ized|ising|izing)\b|\bgist\b|\btl;?dr\b|"
-                                 r"\bcondense|\bboil (?:it |this |that )?down\b|\bin (?:one|a single) (?:line|sentence)\b|"
-                                 r"\bshort(?:er)? version\b|\bshorten\b|\b(?:key|main) points\b|\bin a nutshell\b"),
-     "for a summary"),
-    ("text2text-generation", re.compile(r"\b(?:rewrite|rephrase|reword|paraphrase)\b|\bmore (?:formal|polite)\b|"
-                                        r"\b(?:formal|polite|proper) (?:sentence|email|message|version|note)\b"),
-     "to rewrite a text"),
-    ("text-to-speech", re.compile(r"\b(?:read (?:it |this |that |them |the \w+ )?(?:aloud|out loud|out)|read out|aloud|"
-                                  r"text[- ]to[- ]speech|narrat(?:e|ion)|spoken version|voice ?over)\b"), "for speech"),
-    ("token-classification", re.compile(r"\bnamed entit|\bentities\b"), "for named entities"),
-    ("sentence-similarity", re.compile(r"\bsimilarity\b|\bhow similar\b"), "for a similarity"),
-    ("image-segmentation", re.compile(r"\bsegment(?:ation|ing|s)?\b"), "to segment"),
-    ("language-detection", re.compile(r"\b(?:which|what) language\b|\bdetect the language\b"), "which language a text is in"),
-    ("object-detection", re.compile(r"\b(?:detect|locate|find) (?:the |all |any )?objects\b|\bbounding box"),
-     "to detect objects"),
-    # a question about people in a picture: the person and face detector answers it, a classifier cannot
-    ("object-detection", re.compile(r"\b(?:any|some)(?:one|body)\b|\bhow many (?:people|persons|faces)\b|"
-                                    r"\b(?:any|the) (?:people|persons|faces)\b|\bis there a (?:person|face)\b"),
-     "about the people in the picture"),
-]
+from shared.plan import GENERATED, PlanTask, find_upload
 
 
 def _ref(value: object) -> int | None:
@@ -246,6 +212,43 @@ def follow_back_references(tasks: list[PlanTask], uploads: Mapping[str, Artifact
     return out
 
 
+READERS = {"audio": ("automatic-speech-recognition", "audio"), "image": ("image-to-text", "image")}
+
+
+def read_unread_file(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request: str,
+                     available: Collection[str] = ()) -> list[PlanTask]:
+    """A text input that points at its own task's output (or at no task), with no earlier task of
+    text to take and no quoted passage, while exactly one attached recording or picture is read by
+    no task: the missing step is reading that file ("write out what I said in memo.wav" planned as
+    text-to-speech of its own output). A reading task is added and the input points at it."""
+    by_id = {t.id: t for t in tasks}
+    read = {ref.id for t in tasks for v in t.args.values() if (ref := find_upload(str(v), uploads)) is not None}
+    unread = [(name, ref.kind) for name, ref in uploads.items()
+              if "/" not in name and ref.kind in READERS and ref.id not in read]
+    if len(unread) != 1 or _quoted(request):
+        return tasks
+    name, kind = unread[0]
+    reader, slot_name = READERS[kind]
+    if available and reader not in available:
+        return tasks
+    new_id = max(by_id) + 1
+    out, added = [], False
+    for t in tasks:
+        spec = TASK_TYPES.get(t.task)
+        args = dict(t.args)
+        for slot, spec_slot in (spec.inputs.items() if spec and not added else []):
+            points = _ref(args.get(slot))
+            earlier = [o for o in tasks if o.id < t.id and "text" in getattr(TASK_TYPES.get(o.task), "produces", ())]
+            if spec_slot.kind == "text" and points is not None and (points == t.id or points not in by_id) \
+                    and not earlier:
+                args[slot] = f"<GENERATED>-{new_id}"
+                added = True
+        out.append(t.model_copy(update={"args": args}) if args != t.args else t)
+    if not added:
+        return tasks
+    return [PlanTask(id=new_id, task=reader, dep=[-1], args={slot_name: name}), *out]
+
+
 NUMBER_PARAMS = frozenset({"top_k"})  # literal args that are whole numbers
 _SAYS_MAP = re.compile(r"\b(?:maps?|skeletons?|control (?:image|map)s?|depth image)\b", re.I)
 _SENTIMENT_WORDS = re.compile(r"^(?:the )?(?:sentiment|polarity|opinion|attitude|tone|mood|feeling)s?$", re.I)
@@ -287,8 +290,11 @@ def control_maps_first(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef]
 
 
 def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request: str = "",
-              latest: Mapping[str, str] | None = None, available: Collection[str] = ()) -> list[PlanTask]:
-    """The plan with its no-judgement slips fixed (a new list; the input is not changed)."""
+              latest: Mapping[str, str] | None = None, available: Collection[str] = (),
+              earlier_text: str | None = None) -> list[PlanTask]:
+    """The plan with its no-judgement slips fixed (a new list; the input is not changed).
+    `earlier_text`: what the previous turn read out of a file (a text input pointing nowhere
+    takes it, when nothing in this plan or request is text to take)."""
     tasks = follow_back_references(tasks, uploads, request, latest or {})
     tasks = control_maps_first(tasks, uploads, request, available)
     by_kind: dict[str, list[str]] = {}
@@ -307,6 +313,7 @@ def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request
         "image" in TASK_TYPES[t.task].produces for t in tasks if t.task in TASK_TYPES)
     tasks = [_as_text_qa(t, uploads, has_image) for t in tasks]
     tasks = [_spoken_language(t, uploads, tasks) for t in tasks]
+    tasks = read_unread_file(tasks, uploads, request, available)
     by_id = {t.id: t for t in tasks}
     out: list[PlanTask] = []
     for t in tasks:
@@ -355,42 +362,9 @@ def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request
                 args[name] = by_kind[slot.kind][0]
             elif slot.kind == "text" and (quoted := _quoted(request)):
                 args[name] = quoted
+            elif slot.kind == "text" and earlier_text:
+                args[name] = earlier_text
         refs = {r for v in args.values() if (r := _ref(v)) is not None and r in by_id and r != t.id}
         # a dep without a reference carries no data: the task need not wait, and it is no link
         out.append(t.model_copy(update={"args": args, "dep": sorted(refs) or [-1]}))
     return out
-
-
-def request_problems(text: str, plan: ValidatedPlan, uploads: Mapping[str, ArtifactRef],
-                     available: set[str]) -> list[str]:
-    """What the valid plan still misses for this request, as precise repair messages."""
-    problems: list[str] = []
-    used: set[str] = set()
-    for node in plan.nodes:
-        for binding in node.inputs.values():
-            if binding.type == "upload":
-                used.add(binding.ref.id)
-    for name, ref in uploads.items():
-        if "/" in name:  # a file of an earlier turn: only when the user refers to it
-            continue
-        if ref.id not in used:
-            readers = sorted(n for n in available if any(s.kind == ref.kind for s in TASK_TYPES[n].inputs.values()))
-            hint = f" (tasks that take an {ref.kind}: {', '.join(readers)})" if readers else ""
-            problems.append(f"the attached file {name} is not used by any task: give it to the task that should "
-                            f"read it{hint}")
-    lowered = text.lower()
-    planned = {n.task for n in plan.nodes}
-    for task, cue, word in CUES:
-        if task in available and task not in planned and cue.search(lowered):
-            if task == "automatic-speech-recognition" and not any(r.kind == "audio" for r in uploads.values()):
-                continue
-            if word == "about the people in the picture" and not any(r.kind == "image" for r in uploads.values()):
-                continue
-            if task == "language-detection" and "audio-classification" in planned:  # it names the spoken language
-                continue
-            if task == "translation" and _IS_IN_LANGUAGE.search(lowered) and not re.search(r"\btranslat", lowered):
-                continue
-            problems.append(f"the request asks {word} but the plan has no {task} task: add it, fed with the "
-                            f"right input")
-    return problems
-

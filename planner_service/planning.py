@@ -6,7 +6,8 @@ import json
 from collections.abc import Callable, Mapping
 
 from planner_service.demo_retrieval import pick_demos
-from planner_service.plan_checks import normalise, request_problems
+from planner_service.plan_checks import normalise
+from planner_service.plan_cues import request_problems
 from shared.catalog import TASK_TYPES, plannable
 from shared.errors import LLMOutputError, PlanError
 from shared.llm_client import LLM
@@ -107,10 +108,11 @@ def plan_messages(text: str, uploads: Mapping[str, ArtifactRef], available: set[
 def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], available: set[str],
                  history: list[dict[str, str]] | None = None,
                  on_delta: Callable[[str], None] | None = None,
-                 latest_files: Mapping[str, str] | None = None) -> ValidatedPlan:
+                 latest_files: Mapping[str, str] | None = None, earlier_text: str | None = None) -> ValidatedPlan:
     """Ask the LLM for a plan, fix its no-judgement slips (plan_checks.normalise), and send what is
     still wrong (invalid, or missing part of the request) back once; then PlanError, or the first
-    valid plan when only the repair round failed."""
+    valid plan when only the repair round failed. `earlier_text`: what the previous turn read out
+    of a file, for a text input that points nowhere."""
     available = plannable(available)
     messages = plan_messages(text, uploads, available, history)
     schema = plan_schema(available)
@@ -129,7 +131,7 @@ def plan_request(llm: LLM, text: str, uploads: Mapping[str, ArtifactRef], availa
                 # Dropping every task is not a repair: it would silently turn the request into chat.
                 raise PlanError([f"the repair round dropped all tasks instead of fixing: {'; '.join(problems)}"])
             first_had_tasks = has_tasks
-            plan = validate_plan(normalise(parse_plan_json(raw), uploads, text, latest_files, available), uploads, available)
+            plan = validate_plan(normalise(parse_plan_json(raw), uploads, text, latest_files, available, earlier_text), uploads, available)
             left = request_problems(text, plan, uploads, available)
             if attempt == 1 and valid is not None and len(left) >= len(problems):
                 return valid  # the "repair" fixed none of what it was asked to: the first plan was no worse

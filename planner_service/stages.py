@@ -105,7 +105,8 @@ def run_plan_stage(app: Celery, run_id: str) -> dict[str, Any]:
             history = conv.history(settings.conversation_max_tokens, turns) if conv else None
             plan = plan_request(llm, request.text, uploads, available, history,
                                 on_delta=early.on_delta if settings.stream_plan else None,
-                                latest_files=latest_files(turns, request.uploads))
+                                latest_files=latest_files(turns, request.uploads),
+                                earlier_text=turns[-1].texts[-1].text if turns and turns[-1].texts else None)
             plan = reuse_earlier_texts(plan, earlier, request.text)
         reasons, contested = rank_models(request.text, plan, served, settings.max_fallbacks)
     except LLMCancelled:

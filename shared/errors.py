@@ -70,5 +70,6 @@ class TransientExpertError(ExpertError):
 
 
 class ModelUnavailable(ExpertError):
-    """A model cannot run here (files or runtime missing, not served, remote model gone or refused):
-    not the input's fault, so the node falls back to its next candidate model."""
+    """A model cannot run here (files or runtime missing, not served, remote model gone or refused),
+    or cannot do what this input needs though another model may (a language pair it lacks): not the
+    input's fault, so the node falls back to its next candidate model."""

@@ -96,6 +96,23 @@ def test_ocr_to_translation_to_speech_speaks_the_translation(client, fake_llm) -
     assert closeness["spanish"] > closeness["english"] + 0.1, (spoken, closeness)
 
 
+def test_a_language_pair_the_rule_based_translator_lacks_falls_back_to_the_next_model(client, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    from workers.text.apertium_experts import ApertiumEngSpa
+
+    if ApertiumEngSpa.unavailable_reason():
+        pytest.skip(ApertiumEngSpa.unavailable_reason() or "")
+    fake_llm.script("task", "It is very hot today, let's go to the beach.")
+    plan = parse_plan_json([{"id": 0, "task": "translation", "dep": [-1],
+                             "args": {"text": "Hoje está muito calor, vamos à praia.", "target": "English"}}])
+    view = wait_final(client, client.submit(RequestCreate(text="with the rule-based offline translator: what does it "
+                                                               "mean in English?", plan=plan)), timeout_s=120)
+    assert view.status == "succeeded", view.model_dump_json(indent=1)
+    node = view.tasks["0"]
+    assert node.model == "llm/translation" and "beach" in node.output.text
+    tried = [(a.model, a.outcome) for a in node.model_attempts]
+    assert tried[0] == (ApertiumEngSpa.model_id, "fallback") and "looks like Portuguese" in (node.model_attempts[0].error or "")
+
+
 def test_an_empty_result_flows_on_as_a_result_not_a_failure(client, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from PIL import Image
 

@@ -12,7 +12,8 @@ import pytest
 
 from planner_service.demo_retrieval import pick_demos
 from planner_service.eval_cases import DEFAULT_FILE
-from planner_service.plan_checks import normalise, request_problems
+from planner_service.plan_checks import normalise
+from planner_service.plan_cues import request_problems
 from planner_service.plan_demos import DEMOS, bank, taskbench_demos
 from planner_service.planning import plan_request
 from shared.catalog import TASK_TYPES
@@ -49,6 +50,32 @@ def test_a_self_reference_points_at_the_latest_earlier_producer() -> None:
         {"id": 1, "task": "summarization", "dep": [1], "args": {"text": "<GENERATED>-1"}},
     ]), _upload("m.wav", "audio"))
     assert fixed[1].args == {"text": "<GENERATED>-0"} and fixed[1].dep == [0]
+
+
+def test_a_self_reference_beside_an_attached_file_nobody_reads_gets_the_reading_step() -> None:
+    # "Can you write out what I said in memo.wav?" planned as speech of its own output (a 1.5B slip)
+    memo = _upload("memo.wav", "audio")
+    fixed = normalise(_tasks([{"id": 0, "task": "text-to-speech", "dep": [-1], "args": {"text": "<GENERATED>-0"}}]),
+                      memo, "Can you write out what I said in memo.wav?")
+    assert [(t.task, t.args) for t in fixed] == [("automatic-speech-recognition", {"audio": "memo.wav"}),
+                                                 ("text-to-speech", {"text": "<GENERATED>-1"})]
+    validate_plan(fixed, memo, OFFERED)
+    # a picture: the text in it; two unread files: no guess
+    sign = _upload("sign.png")
+    fixed = normalise(_tasks([{"id": 0, "task": "summarization", "dep": [-1], "args": {"text": "<GENERATED>-3"}}]),
+                      sign, "sum up sign.png")
+    assert fixed[0].task == "image-to-text" and fixed[1].args == {"text": "<GENERATED>-1"}
+    both = {**memo, **sign}
+    unsure = normalise(_tasks([{"id": 0, "task": "summarization", "dep": [-1], "args": {"text": "<GENERATED>-0"}}]),
+                       both, "sum it up")
+    assert [t.task for t in unsure] == ["summarization"]
+
+
+def test_a_text_input_pointing_nowhere_in_a_follow_up_takes_what_the_last_turn_read() -> None:
+    fixed = normalise(_tasks([{"id": 0, "task": "text-classification", "dep": [-1], "args": {"text": "<GENERATED>-1"}}]),
+                      {}, "so overall, is that review positive or negative?", earlier_text="The battery dies before lunch.")
+    assert fixed[0].args == {"text": "The battery dies before lunch."}
+    validate_plan(fixed, {}, OFFERED)
 
 
 def test_a_self_reference_with_nothing_earlier_is_left_for_the_repair_round() -> None:

@@ -40,8 +40,8 @@ def language_code(value: object, what: str) -> str:
     name = str(value).strip().lower()
     code = ALIASES.get(name)
     if code is None:
-        raise ExpertError(f"apertium-eng-spa cannot translate {what} '{value}': it only does {SUPPORTED} "
-                          f"({what} 'English'/'en' or 'Spanish'/'es')")
+        raise ModelUnavailable(f"apertium-eng-spa cannot translate {what} '{value}': it only does {SUPPORTED} "
+                               f"({what} 'English'/'en' or 'Spanish'/'es')")
     return code
 
 
@@ -113,7 +113,8 @@ class ApertiumEngSpa(Expert):
             detected = detected_language(text)
             if detected is not None and detected not in LANGUAGES:
                 name = LANGUAGE_NAMES.get(detected, detected)
-                raise ExpertError(f"the text looks like {name}; apertium-eng-spa only does {SUPPORTED}")
+                # another translation model may well do this pair: not the input's fault, so the node falls back
+                raise ModelUnavailable(f"the text looks like {name}; apertium-eng-spa only does {SUPPORTED}")
             source = detected or ("en" if target == "es" else "es")
         if source == target:
             return ExpertResult(text=text, data={"source": source, "target": target, "unchanged": True})
