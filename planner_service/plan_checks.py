@@ -5,7 +5,8 @@ dependencies follow the data (a task depends on exactly the tasks whose output i
 reference), a `dep` on a missing task or on itself is dropped, a task reading a file the request
 neither attaches nor names is dropped, and so is a final text-to-speech or text-classification task
 that nothing in the request asks for (no word about audio, or about labels or sentiment),
-identical repeated tasks are kept once (and at most MAX_SAME of one type over one input), a question-answering task with no text to read (a
+an image step nobody asked for that only feeds another task (segmentation before OCR) is left
+out, identical repeated tasks are kept once (and at most MAX_SAME of one type over one input), a question-answering task with no text to read (a
 knowledge question: nothing attached, quoted or pointed at) is left to the answer stage's LLM,
 document-question-answering with no image anywhere becomes
 question-answering over its text, an arg under a wrong name fills
@@ -115,6 +116,29 @@ def _unasked(tasks: list[PlanTask], request: str, uploads: Mapping[str, Artifact
         request = request.replace(name, " ")
     used = {r for t in tasks for v in t.args.values() if (r := _ref(v)) is not None and r != t.id}
     return {t.id for t in tasks if t.id not in used and (cue := ASKED_FOR.get(t.task)) and not cue.search(request)}
+
+
+# An image step a small LLM puts before another task by habit ("say it out loud" after reading a
+# sign: segmentation, then OCR of the mask); kept only when the request asks for it.
+PASSED_THROUGH: dict[str, re.Pattern[str]] = {
+    "image-segmentation": re.compile(r"segment|mask|\bcut|separat|isolat|background|foreground|subject|outline|"
+                                     r"region|silhouette|remove|extract|object|person|people|shape|area|pixel", re.I),
+}
+
+
+def _bypass_unasked(tasks: list[PlanTask], request: str) -> list[PlanTask]:
+    """An unasked image step (PASSED_THROUGH) that feeds other tasks is left out: they read its
+    input instead."""
+    used = {r for t in tasks for v in t.args.values() if (r := _ref(v)) is not None and r != t.id}
+    passed: dict[int, object] = {}
+    for t in tasks:
+        cue = PASSED_THROUGH.get(t.task)
+        if cue is not None and t.id in used and not cue.search(request) and isinstance(t.args.get("image"), str):
+            passed[t.id] = t.args["image"]
+    if not passed:
+        return tasks
+    return [t.model_copy(update={"args": {k: (passed[r] if (r := _ref(v)) in passed else v) for k, v in t.args.items()}})
+            for t in tasks if t.id not in passed]
 
 
 def _phantom(t: PlanTask, uploads: Mapping[str, ArtifactRef], request: str, by_kind: Mapping[str, list[str]]) -> bool:
@@ -304,6 +328,7 @@ def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request
     # tasks reading a file nobody gave go; what referenced them is re-pointed below like any bad ref
     tasks = [t for t in tasks if not _phantom(t, uploads, request, by_kind)]
     tasks = _runaway(_dedupe(tasks))
+    tasks = _bypass_unasked(tasks, request)
     unasked = _unasked(tasks, request, uploads)
     if len(unasked) < len(tasks):  # never empties the plan: a lone task is the LLM's reading of the request
         tasks = [t for t in tasks if t.id not in unasked]

@@ -71,6 +71,18 @@ def test_a_self_reference_beside_an_attached_file_nobody_reads_gets_the_reading_
     assert [t.task for t in unsure] == ["summarization"]
 
 
+def test_an_unasked_segmentation_before_reading_a_sign_is_left_out() -> None:
+    sign = _upload("garage_sale.png")
+    plan = [{"id": 0, "task": "image-segmentation", "dep": [-1], "args": {"image": "garage_sale.png"}},
+            {"id": 1, "task": "image-to-text", "dep": [0], "args": {"image": "<GENERATED>-0"}},
+            {"id": 2, "task": "text-to-speech", "dep": [1], "args": {"text": "<GENERATED>-1"}}]
+    fixed = normalise(_tasks(plan), sign, "cool, can you say it out loud?")
+    assert [(t.task, t.args) for t in fixed] == [("image-to-text", {"image": "garage_sale.png"}),
+                                                 ("text-to-speech", {"text": "<GENERATED>-1"})]
+    asked = normalise(_tasks(plan), sign, "cut out the sign from garage_sale.png, read it and say it out loud")
+    assert [t.task for t in asked] == ["image-segmentation", "image-to-text", "text-to-speech"]
+
+
 def test_a_text_input_pointing_nowhere_in_a_follow_up_takes_what_the_last_turn_read() -> None:
     fixed = normalise(_tasks([{"id": 0, "task": "text-classification", "dep": [-1], "args": {"text": "<GENERATED>-1"}}]),
                       {}, "so overall, is that review positive or negative?", earlier_text="The battery dies before lunch.")
