@@ -249,7 +249,7 @@ def read_unread_file(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], 
     read = {ref.id for t in tasks for v in t.args.values() if (ref := find_upload(str(v), uploads)) is not None}
     unread = [(name, ref.kind) for name, ref in uploads.items()
               if "/" not in name and ref.kind in READERS and ref.id not in read]
-    if len(unread) != 1 or _quoted(request):
+    if not tasks or len(unread) != 1 or _quoted(request):
         return tasks
     name, kind = unread[0]
     reader, slot_name = READERS[kind]

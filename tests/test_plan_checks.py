@@ -69,6 +69,7 @@ def test_a_self_reference_beside_an_attached_file_nobody_reads_gets_the_reading_
     unsure = normalise(_tasks([{"id": 0, "task": "summarization", "dep": [-1], "args": {"text": "<GENERATED>-0"}}]),
                        both, "sum it up")
     assert [t.task for t in unsure] == ["summarization"]
+    assert normalise([], memo, "hello there") == []  # an empty plan (plain chat) stays empty
 
 
 def test_an_unasked_segmentation_before_reading_a_sign_is_left_out() -> None:
