@@ -21,7 +21,7 @@ from shared.dispatch import publish_nodes, publish_respond
 from shared.errors import HgqError, LLMCancelled, LLMError, PlanError
 from shared.llm_backlog import LLMBacklog
 from shared.llm_client import LLM
-from shared.outputs import ArtifactRef
+from shared.outputs import ArtifactRef, TaskOutput
 from shared.plan import validate_plan
 from shared.redis_conn import text_redis
 from shared.registry import candidates, live_workers, model_routes
@@ -155,7 +155,8 @@ def run_respond_stage(app: Celery, run_id: str) -> dict[str, Any]:
         return {"status": "no-plan"}
     # (a task that started early and was left out of the final plan is not part of the run)
     states = {n: s for n, s in run.node_states().items() if n in plan.by_id()}
-    results = describe_results(plan, states, run.outputs(), run.infos())
+    outputs = run.outputs()  # read once: the results, the direct answer and the turn all use them
+    results = describe_results(plan, states, outputs, run.infos())
     if meta.get("cancel") == "1":
         run.finish("cancelled", fallback_answer(results, "The request was cancelled. What had finished:"))
         return {"status": "cancelled"}
@@ -175,7 +176,7 @@ def run_respond_stage(app: Celery, run_id: str) -> dict[str, Any]:
         binding.type == "upload" and binding.ref.kind == "image" for n in plan.nodes for binding in n.inputs.values())
     needs = unserved_needs(request.text, served | {n.task for n in plan.nodes}, has_image)
     limits = limits_text(needs) if needs else None
-    direct = direct_answer(request.text, plan, states, run.outputs()) \
+    direct = direct_answer(request.text, plan, states, outputs) \
         if settings.direct_answers and limits is None else None
     try:
         if direct is not None:
@@ -193,15 +194,16 @@ def run_respond_stage(app: Celery, run_id: str) -> dict[str, Any]:
     if problems and error is None:
         error = f"tasks {sorted(problems)} did not succeed"
     if run.finish(status, answer, error) and conv is not None:
-        conv.add_turn(_turn(run_id, request, answer, run, texts_of_run(plan, states, run.outputs())))
+        conv.add_turn(_turn(run_id, request, answer, outputs, texts_of_run(plan, states, outputs)))
     return {"status": status, **({"error": error} if error else {})}
 
 
-def _turn(run_id: str, request: RequestCreate, answer: str, run: RunStore, texts: list[EarlierText]) -> Turn:
+def _turn(run_id: str, request: RequestCreate, answer: str, outputs: Mapping[int, TaskOutput],
+          texts: list[EarlierText]) -> Turn:
     """The turn as later turns see it: every upload, every generated file by its name, and what
     its reading tasks read out of files."""
     files = {name: ref for name, ref in request.uploads.items() if "/" not in name}
-    for node_id, out in run.outputs().items():
+    for node_id, out in outputs.items():
         for ref in out.artifacts:
             files[artifact_file_name(node_id, ref)] = ref
     return Turn(run_id=run_id, user=request.user, request=request.text, answer=answer, files=files, texts=texts)
