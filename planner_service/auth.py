@@ -129,26 +129,25 @@ class ApiKeys:
             pipe.execute()
         return gone
 
-    def limits(self, user: str, default_rpm: int, default_concurrent: int) -> UserLimits:
-        raw = self.r.hgetall(apiuser_key(self.prefix, user))
-        return UserLimits(rpm=int(raw.get("rpm", default_rpm)),
-                          max_concurrent=int(raw.get("max_concurrent", default_concurrent)))
-
 
 # --- limits ----------------------------------------------------------------------------------
-# KEYS: rate zset   ARGV: now, window_s, limit, member
-# Returns 0 when the hit is admitted, else the seconds until the oldest hit leaves the window.
-_RATE = """
+# One round trip for a submission's limits: the user's overrides (hash rpm / max_concurrent, else
+# the defaults) and the rate hit counted against that rpm.
+# KEYS: apiuser hash, rate zset   ARGV: now, window_s, default rpm, default max concurrent, member
+# Returns {wait seconds (0 when admitted), rpm, max_concurrent}.
+_ADMIT = """
+local rpm = tonumber(redis.call('HGET', KEYS[1], 'rpm') or ARGV[3])
+local concurrent = tonumber(redis.call('HGET', KEYS[1], 'max_concurrent') or ARGV[4])
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return tostring(tonumber(oldest[2]) + window - now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+if redis.call('ZCARD', KEYS[2]) >= rpm then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return {tostring(tonumber(oldest[2]) + window - now), rpm, concurrent}
 end
-redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('EXPIRE', KEYS[1], math.ceil(window) + 1)
-return '0'
+redis.call('ZADD', KEYS[2], now, ARGV[5])
+redis.call('EXPIRE', KEYS[2], math.ceil(window) + 1)
+return {'0', rpm, concurrent}
 """
 
 # KEYS: active zset   ARGV: run id, limit, now, ttl
@@ -171,14 +170,16 @@ class Limiter:
         self.r = client
         self.prefix = prefix
         self.ttl = run_ttl_s
-        self._rate = client.register_script(_RATE)
         self._acquire = client.register_script(_ACQUIRE)
+        self._admit = client.register_script(_ADMIT)
 
-    def hit(self, user: str, limit: int) -> float:
-        """Count one submission; 0 when allowed, else the seconds to wait."""
-        wait = float(self._rate(keys=[user_rate_key(self.prefix, user)],
-                                args=[repr(time.time()), self.WINDOW_S, limit, uuid.uuid4().hex]))
-        return wait
+    def admit(self, user: str, default_rpm: int, default_concurrent: int) -> tuple[float, UserLimits]:
+        """The user's limits (their overrides, else the defaults) and one submission counted against
+        the rate, in one round trip: (seconds to wait, 0 when allowed; the limits)."""
+        wait, rpm, concurrent = self._admit(keys=[apiuser_key(self.prefix, user), user_rate_key(self.prefix, user)],
+                                            args=[repr(time.time()), self.WINDOW_S, default_rpm, default_concurrent,
+                                                  uuid.uuid4().hex])
+        return float(wait), UserLimits(rpm=int(rpm), max_concurrent=int(concurrent))
 
     def prune(self, user: str) -> int:
         """Drop finished (or vanished) runs from the user's in-flight set; return how many remain."""

@@ -116,8 +116,7 @@ class Service:
                conversation_id: str | None = None, source: Literal["api", "chat"] = "api") -> tuple[str, bool]:
         """Limits, uploads, then the request. Returns (run id, created). `source` ("api" or "chat",
         the OpenAI-compatible endpoint) is kept with the run, so the history can tell them apart."""
-        limits = self.keys.limits(user, self.api.api_rate_per_minute, self.api.api_max_concurrent)
-        wait = self.limiter.hit(user, limits.rpm)
+        wait, limits = self.limiter.admit(user, self.api.api_rate_per_minute, self.api.api_max_concurrent)
         if wait > 0:
             retry = max(1, int(wait + 0.999))
             raise ApiError(429, f"rate limit: {limits.rpm} requests per minute; retry in {retry}s",
