@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 
+from planner_service.plan_sequence import chain_sequenced_steps
 from shared.catalog import TASK_TYPES
 from shared.outputs import ArtifactRef
 from shared.plan import GENERATED, PlanTask, find_upload
@@ -338,7 +339,7 @@ def normalise(tasks: list[PlanTask], uploads: Mapping[str, ArtifactRef], request
         "image" in TASK_TYPES[t.task].produces for t in tasks if t.task in TASK_TYPES)
     tasks = [_as_text_qa(t, uploads, has_image) for t in tasks]
     tasks = [_spoken_language(t, uploads, tasks) for t in tasks]
-    tasks = read_unread_file(tasks, uploads, request, available)
+    tasks = chain_sequenced_steps(read_unread_file(tasks, uploads, request, available), request)
     by_id = {t.id: t for t in tasks}
     out: list[PlanTask] = []
     for t in tasks:

@@ -488,3 +488,41 @@ def test_a_language_named_as_the_goal_asks_for_a_translation_and_short_version_f
     assert asks("Is 'good morning to you all' in Spanish?") == []  # which language it is in, not a translation
     assert asks("Continue this in English: good morning to you all") == []  # the reply's language
     assert asks("Give me the short version of: good morning to you all") == ["the request asks for a summary"]
+
+
+def test_a_sequenced_step_reads_the_step_before_not_the_request_again() -> None:
+    request = "Please translate 'Le chat dort sur le canapé' into English, then give me a short summary of it."
+    fixed = normalise(_tasks([
+        {"id": 0, "task": "translation", "dep": [-1], "args": {"text": "Le chat dort sur le canapé"}},
+        {"id": 1, "task": "summarization", "dep": [-1], "args": {"text": "Le chat dort sur le canapé"}},
+    ]), {}, request)
+    assert fixed[1].args["text"] == "<GENERATED>-0" and fixed[1].dep == [0]
+
+
+def test_steps_without_a_word_of_sequence_keep_their_own_input() -> None:
+    request = "Summarise 'the meeting ran long and nobody agreed' and tell me its sentiment."
+    fixed = normalise(_tasks([
+        {"id": 0, "task": "summarization", "dep": [-1], "args": {"text": "the meeting ran long and nobody agreed"}},
+        {"id": 1, "task": "text-classification", "dep": [-1], "args": {"text": "the meeting ran long and nobody agreed"}},
+    ]), {}, request)
+    assert fixed[1].args["text"] == "the meeting ran long and nobody agreed" and fixed[1].dep == [-1]
+
+
+def test_a_passage_the_user_quoted_for_the_later_step_stays_its_input() -> None:
+    request = "Translate 'Guten Morgen' into English, then check how similar 'Good evening' is to the translation."
+    fixed = normalise(_tasks([
+        {"id": 0, "task": "translation", "dep": [-1], "args": {"text": "Guten Morgen"}},
+        {"id": 1, "task": "sentence-similarity", "dep": [-1], "args": {"text": "Good evening", "text2": "Guten Morgen"}},
+    ]), {}, request)
+    assert fixed[1].args["text"] == "Good evening"  # the user's own sentence for this step
+    assert fixed[1].args["text2"] == "Guten Morgen"  # only the content slot is re-pointed
+
+
+def test_a_question_is_never_re_pointed_at_an_earlier_output() -> None:
+    request = "Caption photo.png, then answer: what colour is the car?"
+    fixed = normalise(_tasks([
+        {"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "photo.png"}},
+        {"id": 1, "task": "visual-question-answering", "dep": [-1],
+         "args": {"image": "photo.png", "text": "what colour is the car?"}},
+    ]), _upload("photo.png"), request)
+    assert fixed[1].args["text"] == "what colour is the car?"
