@@ -1,6 +1,7 @@
-"""Steps the request puts in sequence read the step before: a later task whose text input is a
-literal, in a request that says the steps follow one another ("then", "after that", "the
-translated text", "the result"), reads the latest earlier text output nobody reads instead.
+"""Steps the request puts in sequence read the step before. In a request that says the steps follow
+one another ("then", "after that", "the translated text", "the result"), a later task whose text
+input is a literal reads the latest earlier text output nobody reads instead, and one that reads an
+earlier output X reads the text a step in between made of X, when nothing reads that text.
 
 A small LLM often gives every task the request's own text ("translate 'X', then summarise it":
 translation of X and summarisation of X), so the summary ignores the translation. Kept as it is:
@@ -36,6 +37,10 @@ def _ref(value: object) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _makes_text(task: PlanTask) -> bool:
+    return "text" in getattr(TASK_TYPES.get(task.task), "produces", ())
+
+
 def _norm(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
@@ -56,8 +61,17 @@ def chain_sequenced_steps(tasks: list[PlanTask], request: str) -> list[PlanTask]
     for t in tasks:
         slot = CONTENT_SLOT.get(t.task)
         value = t.args.get(slot) if slot else None
-        if slot and isinstance(value, str) and _ref(value) is None:
-            earlier = [o for o in out if o.id not in read and "text" in getattr(TASK_TYPES.get(o.task), "produces", ())]
+        if slot and (r := _ref(value)) is not None and r != t.id:
+            # it reads an earlier output that a later step already turned into text nobody reads
+            # ("transcribe, summarise, then translate the summary": the translation read the transcript)
+            # (not a sibling of its own type: "into French and into Spanish" both read the transcript)
+            between = [o for o in out if r < o.id and o.id not in read and o.task != t.task and _makes_text(o)
+                       and _ref(o.args.get(CONTENT_SLOT.get(o.task, ""))) == r]
+            if between:
+                read.add(between[-1].id)
+                t = t.model_copy(update={"args": {**t.args, slot: f"<GENERATED>-{between[-1].id}"}})
+        elif slot and isinstance(value, str) and _ref(value) is None:
+            earlier = [o for o in out if o.id not in read and _makes_text(o)]
             literals = {_norm(str(v)) for o in out for v in o.args.values() if _ref(v) is None}
             if earlier and not _own_passage(value, request, literals):
                 source = earlier[-1].id

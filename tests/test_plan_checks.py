@@ -526,3 +526,19 @@ def test_a_question_is_never_re_pointed_at_an_earlier_output() -> None:
          "args": {"image": "photo.png", "text": "what colour is the car?"}},
     ]), _upload("photo.png"), request)
     assert fixed[1].args["text"] == "what colour is the car?"
+
+
+def test_a_later_step_reads_the_text_a_step_in_between_made() -> None:
+    request = "Transcribe memo.wav, then summarise it, and give me a French translation of the summary."
+    plan = [
+        {"id": 0, "task": "automatic-speech-recognition", "dep": [-1], "args": {"audio": "memo.wav"}},
+        {"id": 1, "task": "summarization", "dep": [0], "args": {"text": "<GENERATED>-0"}},
+        {"id": 2, "task": "translation", "dep": [0], "args": {"text": "<GENERATED>-0", "target": "French"}},
+    ]
+    fixed = normalise(_tasks(plan), _upload("memo.wav", "audio"), request)
+    assert fixed[2].args["text"] == "<GENERATED>-1" and fixed[2].dep == [1]
+    # two translations of one transcript are siblings, not a chain
+    siblings = normalise(_tasks([*plan[:1], {**plan[2], "id": 1}, {**plan[2], "id": 2, "args": {
+        "text": "<GENERATED>-0", "target": "Spanish"}}]), _upload("memo.wav", "audio"),
+        "Transcribe memo.wav, then translate it into French and Spanish.")
+    assert [t.args["text"] for t in siblings[1:]] == ["<GENERATED>-0", "<GENERATED>-0"]
