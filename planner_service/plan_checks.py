@@ -25,13 +25,8 @@ from collections.abc import Collection, Mapping
 from planner_service.plan_sequence import chain_sequenced_steps
 from shared.catalog import TASK_TYPES
 from shared.outputs import ArtifactRef
-from shared.plan import GENERATED, PlanTask, find_upload
-
-
-def _ref(value: object) -> int | None:
-    m = GENERATED.match(value) if isinstance(value, str) else None
-    return int(m.group(1)) if m else None
-
+from shared.plan import PlanTask, find_upload
+from shared.plan import generated_ref as _ref
 
 _QUOTED = re.compile(r"'([^']{3,})'|\"([^\"]{3,})\"|“([^”]{3,})”")
 

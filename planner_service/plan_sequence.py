@@ -15,13 +15,15 @@ from __future__ import annotations
 import re
 
 from shared.catalog import TASK_TYPES
-from shared.plan import GENERATED, PlanTask
+from shared.plan import PlanTask
+from shared.plan import generated_ref as _ref
 
-# what a step reads: its content slot (a question or a second sentence is the user's own text)
-CONTENT_SLOT = dict.fromkeys((
+# tasks whose "text" slot is what they work on (for the others it is a question, or a second sentence
+# the user gave: the user's own text)
+CONTENT_READERS = frozenset((
     "text-classification", "token-classification", "summarization", "translation", "conversational",
     "text-generation", "text2text-generation", "language-detection", "text-to-speech", "text-to-image",
-    "question-answering", "sentence-similarity"), "text")
+    "question-answering", "sentence-similarity"))
 
 SEQUENCE = re.compile(
     r"\b(?:then|afterwards?|after (?:that|this|which|getting|acquiring|obtaining|extracting|translating|"
@@ -30,11 +32,6 @@ SEQUENCE = re.compile(
     r"the (?:translated|summari[sz]ed|extracted|generated|transcribed|resulting|detected|recogni[sz]ed|rewritten|"
     r"paraphrased|condensed|identified)\b|"
     r"the (?:result|output|answer|summary|translation|transcript(?:ion)?|caption|description)s?\b)", re.I)
-
-
-def _ref(value: object) -> int | None:
-    m = GENERATED.match(value) if isinstance(value, str) else None
-    return int(m.group(1)) if m else None
 
 
 def _makes_text(task: PlanTask) -> bool:
@@ -59,14 +56,14 @@ def chain_sequenced_steps(tasks: list[PlanTask], request: str) -> list[PlanTask]
     read = {r for t in tasks for v in t.args.values() if (r := _ref(v)) is not None and r != t.id}
     out: list[PlanTask] = []
     for t in tasks:
-        slot = CONTENT_SLOT.get(t.task)
-        value = t.args.get(slot) if slot else None
+        slot = "text" if t.task in CONTENT_READERS else None
+        value = t.args.get("text") if slot else None
         if slot and (r := _ref(value)) is not None and r != t.id:
             # it reads an earlier output that a later step already turned into text nobody reads
             # ("transcribe, summarise, then translate the summary": the translation read the transcript)
             # (not a sibling of its own type: "into French and into Spanish" both read the transcript)
             between = [o for o in out if r < o.id and o.id not in read and o.task != t.task and _makes_text(o)
-                       and _ref(o.args.get(CONTENT_SLOT.get(o.task, ""))) == r]
+                       and o.task in CONTENT_READERS and _ref(o.args.get("text")) == r]
             if between:
                 read.add(between[-1].id)
                 t = t.model_copy(update={"args": {**t.args, slot: f"<GENERATED>-{between[-1].id}"}})

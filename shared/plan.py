@@ -25,6 +25,12 @@ from shared.outputs import ArtifactRef
 
 Scalar = str | int | float | bool
 GENERATED = re.compile(r"^\s*<\s*GENERATED\s*>\s*-\s*(\d+)\s*$", re.IGNORECASE)
+
+
+def generated_ref(value: object) -> int | None:
+    """N when the value is ``<GENERATED>-N`` (task N's output), else None."""
+    m = GENERATED.match(value) if isinstance(value, str) else None
+    return int(m.group(1)) if m else None
 MAX_TASKS = 64  # tasks in one plan (an LLM plan has a handful; this bounds what a caller can send)
 
 
